@@ -1,0 +1,89 @@
+//! Storage behind one trait: PostgreSQL in production, embedded SQLite by default.
+//!
+//! Handlers only see `dyn Store`, so both backends serve the same API and the same tests.
+//! Each backend has its own versioned migrations under `migrations/<backend>/`.
+
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+use crate::config::{Config, DatabaseConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or did not answer in time.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
+            sqlx::Error::Database(db) if is_timeout_or_shutdown(db.code().as_deref()) => {
+                StoreError::Unavailable(db.to_string())
+            }
+            other => StoreError::Other(other.to_string()),
+        }
+    }
+}
+
+/// PostgreSQL SQLSTATEs that mean "try again later", not "your query is wrong":
+/// statement timeout (57014), admin/crash shutdown (57P01..57P03), too many connections (53300).
+fn is_timeout_or_shutdown(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some("57014" | "57P01" | "57P02" | "57P03" | "53300" | "5") // "5" = SQLITE_BUSY
+    )
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Migration(e.to_string())
+    }
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `postgresql` or `sqlite`, for status output.
+    fn backend(&self) -> &'static str;
+    /// One cheap round trip; used by `/ready`.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Applies every pending migration of this backend.
+    async fn migrate(&self) -> Result<(), StoreError>;
+    /// Versions of migrations this binary knows but the database has not applied.
+    async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError>;
+    /// Closes the pool, waiting for in-flight queries.
+    async fn close(&self);
+}
+
+/// Opens the configured backend. PostgreSQL connects lazily so the process can start (and
+/// report not-ready) while the database is still coming up.
+pub async fn open(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+    match &config.database {
+        DatabaseConfig::Sqlite { path } => Ok(Arc::new(SqliteStore::open(path, config).await?)),
+        DatabaseConfig::Postgres { url } => Ok(Arc::new(PostgresStore::open(url, config)?)),
+    }
+}
+
+/// Versions in `known` that are absent from `applied`.
+fn missing_versions(known: &sqlx::migrate::Migrator, applied: &[i64]) -> Vec<i64> {
+    known
+        .iter()
+        .map(|m| m.version)
+        .filter(|v| !applied.contains(v))
+        .collect()
+}
