@@ -7,9 +7,20 @@ use std::time::{Duration, Instant};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
+use crate::audit::AuditExt;
+use crate::auth::passwords::PasswordHasherPool;
+use crate::auth::tokens::TokenSigner;
+use crate::auth::{KeyVerifier, ScopeSet, USAGE_FLUSH_INTERVAL};
 use crate::config::{redact_url, Config};
+use crate::http::identity::FailedLoginThrottle;
+use crate::rate_limit::RateLimiter;
 use crate::redis_link::RedisLink;
+use crate::registry::TemplateRegistry;
+use crate::storage::identity::Tenant;
 use crate::storage::{self, Store};
+use crate::writer::EvaluationWriter;
+
+pub const DECISIONS: [&str; 4] = ["MATCH", "REVIEW", "NEW", "REJECT"];
 
 struct Inner {
     config: Config,
@@ -17,6 +28,15 @@ struct Inner {
     redis: Option<RedisLink>,
     metrics: PrometheusHandle,
     started_at: Instant,
+    keys: KeyVerifier,
+    tokens: TokenSigner,
+    passwords: PasswordHasherPool,
+    limiter: RateLimiter,
+    login_throttle: FailedLoginThrottle,
+    templates: Arc<TemplateRegistry>,
+    writer: EvaluationWriter,
+    /// Evaluations answered by this instance since it started, by decision.
+    evaluations: [std::sync::atomic::AtomicU64; 4],
 }
 
 /// Shared by every handler; cheap to clone.
@@ -40,6 +60,41 @@ impl AppState {
     }
     pub fn uptime(&self) -> Duration {
         self.inner.started_at.elapsed()
+    }
+    pub fn keys(&self) -> &KeyVerifier {
+        &self.inner.keys
+    }
+    pub fn tokens(&self) -> &TokenSigner {
+        &self.inner.tokens
+    }
+    pub fn passwords(&self) -> &PasswordHasherPool {
+        &self.inner.passwords
+    }
+    pub fn limiter(&self) -> &RateLimiter {
+        &self.inner.limiter
+    }
+    pub fn login_throttle(&self) -> &FailedLoginThrottle {
+        &self.inner.login_throttle
+    }
+    pub fn templates(&self) -> &Arc<TemplateRegistry> {
+        &self.inner.templates
+    }
+    pub fn writer(&self) -> &EvaluationWriter {
+        &self.inner.writer
+    }
+    pub fn count_evaluation(&self, decision: &str) {
+        if let Some(i) = DECISIONS.iter().position(|d| *d == decision) {
+            self.inner.evaluations[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            metrics::counter!("evaluations_total", "decision" => DECISIONS[i]).increment(1);
+        }
+    }
+    /// Evaluations answered by this instance since start, per decision.
+    pub fn evaluation_counts(&self) -> Vec<(&'static str, u64)> {
+        DECISIONS
+            .iter()
+            .zip(&self.inner.evaluations)
+            .map(|(d, n)| (*d, n.load(std::sync::atomic::Ordering::Relaxed)))
+            .collect()
     }
 }
 
@@ -76,6 +131,9 @@ pub async fn build_state(config: Config, metrics: PrometheusHandle) -> anyhow::R
     } else {
         store.migrate().await?;
     }
+    if !config.is_production() {
+        bootstrap_first_tenant(store.as_ref(), &config).await?;
+    }
     let redis = match &config.redis_url {
         Some(url) => {
             tracing::info!(url = %redact_url(url.expose()), "using redis");
@@ -83,15 +141,110 @@ pub async fn build_state(config: Config, metrics: PrometheusHandle) -> anyhow::R
         }
         None => None,
     };
-    Ok(AppState {
+    let jwt_secret = config
+        .jwt_secret
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("JWT_SECRET is not set"))?;
+    let salt = config
+        .api_key_salt
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("API_KEY_SALT is not set"))?;
+    let passwords = PasswordHasherPool::new();
+    passwords.warm_up();
+    let state = AppState {
         inner: Arc::new(Inner {
+            keys: KeyVerifier::new(salt.expose()),
+            tokens: TokenSigner::new(jwt_secret.expose(), config.jwt_expire_minutes),
+            passwords,
+            limiter: RateLimiter::new(&config, redis.clone()),
+            login_throttle: FailedLoginThrottle::new(),
+            templates: Arc::new(TemplateRegistry::new(
+                store.clone(),
+                config.template_cache_max,
+            )),
+            writer: EvaluationWriter::start(store.clone()),
+            evaluations: Default::default(),
             config,
             store,
             redis,
             metrics,
             started_at: Instant::now(),
         }),
-    })
+    };
+    tokio::spawn(state.templates().clone().sync_forever());
+    let janitor = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let before =
+                chrono::Utc::now() - chrono::Duration::hours(crate::idempotency::RETENTION_HOURS);
+            if let Err(e) = janitor.store().purge_idempotency(before).await {
+                tracing::debug!(error = %e, "idempotency purge skipped");
+            }
+        }
+    });
+    let flusher = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(USAGE_FLUSH_INTERVAL);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            flusher.keys().flush_usage(flusher.store().as_ref()).await;
+        }
+    });
+    Ok(state)
+}
+
+/// On the very first start of a development or embedded install, creates a `default` tenant
+/// and prints a tenant-admin key once, so a newcomer can call the API right away.
+async fn bootstrap_first_tenant(store: &dyn Store, config: &Config) -> anyhow::Result<()> {
+    if store.count_tenants().await? > 0 {
+        return Ok(());
+    }
+    let salt = config
+        .api_key_salt
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("API_KEY_SALT is not set"))?;
+    let now = chrono::Utc::now();
+    let tenant = Tenant {
+        id: uuid::Uuid::now_v7(),
+        name: "Default".into(),
+        slug: "default".into(),
+        created_at: now,
+    };
+    let event = crate::audit::event(Some(tenant.id), "system", "tenant_created");
+    store.create_tenant(&tenant, &event).await?;
+    let verifier = KeyVerifier::new(salt.expose());
+    let generated = crate::auth::keys::generate_key();
+    let scopes = ScopeSet::all();
+    let record = crate::storage::identity::ApiKeyRecord {
+        id: uuid::Uuid::now_v7(),
+        tenant_id: Some(tenant.id),
+        name: "first-start admin key".into(),
+        prefix: generated.prefix.clone(),
+        key_hash: verifier.hash(&generated.secret),
+        scopes: scopes.to_storage(),
+        operator: false,
+        rate_limit_per_minute: None,
+        expires_at: None,
+        created_by: "system".into(),
+        created_at: now,
+        last_used_at: None,
+        revoked_at: None,
+    };
+    let event = crate::audit::event(Some(tenant.id), "system", "api_key_created")
+        .target(format!("api_key:{}", record.id))
+        .details(serde_json::json!({"prefix": record.prefix, "scopes": scopes.names()}));
+    store.create_api_key(&record, &event).await?;
+    // Printed, not logged: it must not end up in log storage, and it is shown this once.
+    println!(
+        "\npreflight: first start: created tenant \"default\" ({}) and a tenant-admin API key.\n\
+         Store it now, it is not shown again:\n\n    {}\n\n\
+         Try: curl -H 'X-API-Key: {}' http://localhost:{}/v1/status\n",
+        tenant.id, generated.secret, generated.secret, config.api_port
+    );
+    Ok(())
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -157,6 +310,7 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
         result = server => result?,
         _ = deadline => tracing::warn!(grace_seconds = grace.as_secs(), "in-flight requests did not finish within the grace period"),
     }
+    state.keys().flush_usage(state.store().as_ref()).await;
     state.store().close().await;
     tracing::info!("preflight stopped");
     Ok(())

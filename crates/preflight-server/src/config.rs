@@ -103,6 +103,11 @@ pub struct Config {
     pub database_statement_timeout: Duration,
     pub redis_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// Consecutive failed logins that lock an account.
+    pub login_max_failures: u32,
+    pub login_lockout: Duration,
+    /// Templates held in memory across all tenants before idle tenants are dropped.
+    pub template_cache_max: usize,
 }
 
 /// Every problem found in the environment, reported together.
@@ -357,6 +362,10 @@ impl Config {
             Duration::from_secs(r.positive_u64("DATABASE_STATEMENT_TIMEOUT_SECONDS", 10));
         let redis_timeout = Duration::from_millis(r.positive_u64("REDIS_TIMEOUT_MS", 250));
         let shutdown_grace = Duration::from_secs(r.positive_u64("SHUTDOWN_GRACE_SECONDS", 20));
+        let login_max_failures = r.positive_u64("LOGIN_MAX_FAILURES", 5).min(1000) as u32;
+        let login_lockout = Duration::from_secs(r.positive_u64("LOGIN_LOCKOUT_SECONDS", 900));
+
+        let template_cache_max = r.positive_u64("TEMPLATE_CACHE_MAX_TEMPLATES", 100_000) as usize;
 
         if !r.problems.is_empty() {
             return Err(ConfigError {
@@ -392,6 +401,9 @@ impl Config {
             database_statement_timeout,
             redis_timeout,
             shutdown_grace,
+            login_max_failures,
+            login_lockout,
+            template_cache_max,
         })
     }
 

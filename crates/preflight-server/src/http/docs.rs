@@ -16,11 +16,52 @@ use crate::app::AppState;
         description = "Layout-template governance for document-extraction pipelines: \
                        MATCH / REVIEW / NEW / REJECT from layout metadata only."
     ),
-    paths(super::ops::health, super::ops::ready, super::ops::metrics),
-    components(schemas(crate::error::Problem, crate::error::FieldError)),
-    tags((name = "operations", description = "Probes and metrics"))
+    paths(
+        super::ops::health, super::ops::ready, super::ops::metrics, super::status::status,
+        super::identity::signup, super::identity::login, super::identity::refresh,
+        super::identity::logout, super::identity::me, super::identity::change_password,
+        super::api_keys::create, super::api_keys::list, super::api_keys::revoke,
+        super::api_keys::rotate, super::audit_logs::list,
+        super::evaluate::evaluate, super::evaluate::evaluate_batch, super::evaluate::list,
+        super::evaluate::get, super::evaluate::feedback,
+    ),
+    components(schemas(crate::error::Problem, crate::error::FieldError, crate::auth::Scope)),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "operations", description = "Probes, metrics and status"),
+        (name = "auth", description = "Tenants, users and sessions"),
+        (name = "api-keys", description = "Self-service API keys"),
+        (name = "audit", description = "The append-only audit trail"),
+        (name = "evaluations", description = "Decide documents, history and feedback"),
+        (name = "templates", description = "Versioned layout templates and their drift"),
+    )
 )]
 pub struct ApiDoc;
+
+/// `X-API-Key` for machines, `Authorization: Bearer` for dashboard users.
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The whole OpenAPI description, as served.
 pub fn openapi() -> utoipa::openapi::OpenApi {

@@ -1,12 +1,18 @@
 //! The HTTP surface: routes, and the layers every request passes through.
 
+pub mod api_keys;
+pub mod audit_logs;
 pub mod docs;
+pub mod evaluate;
+pub mod extract;
+pub mod identity;
 pub mod observe;
 pub mod ops;
+pub mod status;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{middleware, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -18,10 +24,35 @@ use crate::app::AppState;
 pub fn router(state: AppState) -> Router {
     let config = state.config().clone();
 
+    // Everything under /v1 is authenticated (or IP-limited when anonymous) by one layer.
+    let v1 = Router::new()
+        .route("/v1/status", get(status::status))
+        .route("/v1/auth/signup", post(identity::signup))
+        .route("/v1/auth/login", post(identity::login))
+        .route("/v1/auth/refresh", post(identity::refresh))
+        .route("/v1/auth/logout", post(identity::logout))
+        .route("/v1/auth/me", get(identity::me))
+        .route("/v1/auth/change-password", post(identity::change_password))
+        .route("/v1/api-keys", post(api_keys::create).get(api_keys::list))
+        .route("/v1/api-keys/{id}", axum::routing::delete(api_keys::revoke))
+        .route("/v1/api-keys/{id}/rotate", post(api_keys::rotate))
+        .route("/v1/audit-logs", get(audit_logs::list))
+        .route("/v1/evaluate", post(evaluate::evaluate))
+        .route("/v1/evaluate/batch", post(evaluate::evaluate_batch))
+        .route("/v1/evaluations", get(evaluate::list))
+        .route("/v1/evaluations/{id}", get(evaluate::get))
+        .route("/v1/evaluations/{id}/feedback", post(evaluate::feedback))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::middleware,
+        ));
+
+    // Probes and metrics are never authenticated nor limited.
     let mut app = Router::new()
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
-        .route("/metrics", get(ops::metrics));
+        .route("/metrics", get(ops::metrics))
+        .merge(v1);
     if config.enable_docs {
         app = app.merge(docs::routes());
     }
@@ -33,6 +64,9 @@ pub fn router(state: AppState) -> Router {
         // Enforced on bytes actually read, so chunked bodies without Content-Length are
         // bounded too; a declared Content-Length over the limit is refused before reading.
         .layer(DefaultBodyLimit::max(config.max_request_body_size))
+        .layer(axum::Extension(extract::BodyLimit(
+            config.max_request_body_size,
+        )))
         .layer(RequestBodyLimitLayer::new(config.max_request_body_size))
         .layer(CatchPanicLayer::new());
     if let Some(cors) = cors_layer(&config.allowed_origins) {

@@ -172,3 +172,18 @@ async fn normalize_error(resp: Response<Body>, request_id: &str) -> Response<Bod
     *out.extensions_mut() = parts.extensions;
     out
 }
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<RequestId>()
+            .cloned()
+            .unwrap_or_else(|| RequestId(uuid::Uuid::new_v4().simple().to_string())))
+    }
+}

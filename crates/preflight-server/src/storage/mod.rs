@@ -3,6 +3,8 @@
 //! Handlers only see `dyn Store`, so both backends serve the same API and the same tests.
 //! Each backend has its own versioned migrations under `migrations/<backend>/`.
 
+pub mod evaluations;
+pub mod identity;
 mod postgres;
 mod sqlite;
 
@@ -10,6 +12,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use evaluations::EvaluationStore;
+pub use identity::IdentityStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -20,6 +24,9 @@ pub enum StoreError {
     /// The database could not be reached or did not answer in time.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// A uniqueness rule was violated (e.g. a duplicate email).
+    #[error("{0}")]
+    Conflict(String),
     #[error("migration failed: {0}")]
     Migration(String),
     #[error("database error: {0}")]
@@ -57,7 +64,7 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: IdentityStore + EvaluationStore + Send + Sync + 'static {
     /// `postgresql` or `sqlite`, for status output.
     fn backend(&self) -> &'static str;
     /// One cheap round trip; used by `/ready`.

@@ -5,6 +5,8 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+use super::evaluations::*;
+use super::identity::*;
 use super::{missing_versions, Store, StoreError};
 use crate::config::Config;
 
@@ -71,3 +73,11 @@ impl Store for PostgresStore {
         self.pool.close().await;
     }
 }
+
+impl_identity_store!(PostgresStore);
+
+impl Dialect for PostgresStore {
+    const LOCK_ROW: &'static str = " FOR UPDATE";
+}
+
+impl_evaluation_store!(PostgresStore);

@@ -8,6 +8,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use super::evaluations::*;
+use super::identity::*;
 use super::{missing_versions, Store, StoreError};
 use crate::config::Config;
 
@@ -85,3 +87,11 @@ impl Store for SqliteStore {
         self.pool.close().await;
     }
 }
+
+impl_identity_store!(SqliteStore);
+
+impl Dialect for SqliteStore {
+    const LOCK_ROW: &'static str = "";
+}
+
+impl_evaluation_store!(SqliteStore);

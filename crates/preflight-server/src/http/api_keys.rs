@@ -1,0 +1,301 @@
+//! `/v1/api-keys`: self-service keys. A caller can never grant a scope it does not hold.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::extract::{ApiJson, Violations};
+use super::observe::RequestId;
+use crate::app::AppState;
+use crate::audit::{self, AuditExt};
+use crate::auth::keys::generate_key;
+use crate::auth::{store_unavailable, Principal, Scope, ScopeSet};
+use crate::error::ApiError;
+use crate::storage::identity::ApiKeyRecord;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    pub name: String,
+    /// Any of `evaluate`, `read`, `templates:write`, `keys:manage`, `admin`.
+    pub scopes: Vec<String>,
+    /// This key's own limit; defaults to the server's `RATE_LIMIT_PER_MINUTE`.
+    pub rate_limit_per_minute: Option<u32>,
+    /// RFC 3339; the key stops working then.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A key as listed: never the secret or its hash.
+#[derive(Serialize, ToSchema)]
+pub struct ApiKeyView {
+    pub id: Uuid,
+    pub name: String,
+    /// The visible start of the key, e.g. `pf_Ab3dE9xQ`.
+    pub prefix: String,
+    pub scopes: Vec<&'static str>,
+    pub rate_limit_per_minute: Option<i32>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    /// Recorded in batches, accurate to about 30 seconds.
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedKey {
+    #[serde(flatten)]
+    pub view: ApiKeyView,
+    /// The secret, shown this once. Store it now.
+    pub key: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ApiKeyList {
+    pub items: Vec<ApiKeyView>,
+}
+
+impl From<&ApiKeyRecord> for ApiKeyView {
+    fn from(k: &ApiKeyRecord) -> Self {
+        ApiKeyView {
+            id: k.id,
+            name: k.name.clone(),
+            prefix: k.prefix.clone(),
+            scopes: ScopeSet::from_storage(&k.scopes).names(),
+            rate_limit_per_minute: k.rate_limit_per_minute,
+            expires_at: k.expires_at,
+            created_by: k.created_by.clone(),
+            created_at: k.created_at,
+            last_used_at: k.last_used_at,
+            revoked_at: k.revoked_at,
+        }
+    }
+}
+
+/// Refuses to mint scopes the caller lacks.
+fn grantable(principal: &Principal, wanted: ScopeSet) -> Result<(), ApiError> {
+    let missing = wanted.minus(principal.scopes);
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "cannot grant scopes you do not hold: {}",
+            missing.names().join(", ")
+        )))
+    }
+}
+
+/// A new key record (tenant-owned) and its secret.
+pub fn new_key_record(
+    state: &AppState,
+    tenant_id: Option<Uuid>,
+    name: &str,
+    scopes: ScopeSet,
+    operator: bool,
+    rate_limit_per_minute: Option<i32>,
+    expires_at: Option<DateTime<Utc>>,
+    created_by: String,
+) -> (ApiKeyRecord, String) {
+    let generated = generate_key();
+    let record = ApiKeyRecord {
+        id: Uuid::now_v7(),
+        tenant_id,
+        name: name.to_string(),
+        prefix: generated.prefix,
+        key_hash: state.keys().hash(&generated.secret),
+        scopes: scopes.to_storage(),
+        operator,
+        rate_limit_per_minute,
+        expires_at,
+        created_by,
+        created_at: Utc::now(),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    (record, generated.secret)
+}
+
+/// Creates a key; the secret is in this response only.
+#[utoipa::path(post, path = "/v1/api-keys", tag = "api-keys", request_body = CreateKeyRequest,
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 201, body = CreatedKey), (status = 403, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+pub async fn create(
+    State(state): State<AppState>,
+    RequestId(request_id): RequestId,
+    principal: Principal,
+    ApiJson(body): ApiJson<CreateKeyRequest>,
+) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
+    principal.require(Scope::KeysManage)?;
+    let tenant_id = principal.tenant()?;
+    let mut v = Violations::default();
+    let name = body.name.trim();
+    v.check(
+        !name.is_empty() && name.chars().count() <= 100,
+        "name",
+        "must be 1 to 100 characters",
+    );
+    let mut scopes = Vec::new();
+    for (i, s) in body.scopes.iter().enumerate() {
+        match Scope::parse(s) {
+            Some(scope) => scopes.push(scope),
+            None => v.add(format!("scopes[{i}]"), format!("unknown scope {s:?}")),
+        }
+    }
+    v.check(
+        !body.scopes.is_empty(),
+        "scopes",
+        "must name at least one scope",
+    );
+    if let Some(limit) = body.rate_limit_per_minute {
+        v.check(
+            (1..=1_000_000).contains(&limit),
+            "rate_limit_per_minute",
+            "must be between 1 and 1000000",
+        );
+    }
+    if let Some(at) = body.expires_at {
+        v.check(at > Utc::now(), "expires_at", "must be in the future");
+    }
+    v.into_result()?;
+    let scopes = ScopeSet::from_iter(scopes);
+    grantable(&principal, scopes)?;
+
+    let (record, secret) = new_key_record(
+        &state,
+        Some(tenant_id),
+        name,
+        scopes,
+        false,
+        body.rate_limit_per_minute.map(|l| l as i32),
+        body.expires_at,
+        principal.audit_actor(),
+    );
+    let event = audit::by(&principal, "api_key_created")
+        .target(format!("api_key:{}", record.id))
+        .request(Some(&request_id))
+        .details(serde_json::json!({"prefix": record.prefix, "name": record.name, "scopes": scopes.names()}));
+    state
+        .store()
+        .create_api_key(&record, &event)
+        .await
+        .map_err(store_unavailable)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKey {
+            view: ApiKeyView::from(&record),
+            key: secret,
+        }),
+    ))
+}
+
+/// Lists the tenant's keys, newest first, revoked ones included.
+#[utoipa::path(get, path = "/v1/api-keys", tag = "api-keys", security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = ApiKeyList), (status = 403, body = crate::error::Problem)))]
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<ApiKeyList>, ApiError> {
+    principal.require(Scope::KeysManage)?;
+    let tenant_id = principal.tenant()?;
+    let keys = state
+        .store()
+        .list_api_keys(tenant_id)
+        .await
+        .map_err(store_unavailable)?;
+    Ok(Json(ApiKeyList {
+        items: keys.iter().map(ApiKeyView::from).collect(),
+    }))
+}
+
+fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
+    // A malformed id cannot name anything: the same 404 as a missing or foreign one.
+    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound("api key".into()))
+}
+
+/// Revokes a key at once on this instance, and on every replica within 5 seconds.
+#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api-keys", security(("api_key" = []), ("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Key id")),
+    responses((status = 204, description = "Revoked"), (status = 404, body = crate::error::Problem)))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    RequestId(request_id): RequestId,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(Scope::KeysManage)?;
+    let tenant_id = principal.tenant()?;
+    let id = parse_id(&id)?;
+    let event = audit::by(&principal, "api_key_revoked")
+        .target(format!("api_key:{id}"))
+        .request(Some(&request_id));
+    let done = state
+        .store()
+        .revoke_api_key(tenant_id, id, Utc::now(), &event)
+        .await
+        .map_err(store_unavailable)?;
+    if !done {
+        return Err(ApiError::NotFound("api key".into()));
+    }
+    state.keys().forget(id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Replaces a key with a new secret of the same name, scopes, limit and expiry; the old one
+/// stops working immediately.
+#[utoipa::path(post, path = "/v1/api-keys/{id}/rotate", tag = "api-keys", security(("api_key" = []), ("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Key id")),
+    responses((status = 201, body = CreatedKey), (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem)))]
+pub async fn rotate(
+    State(state): State<AppState>,
+    RequestId(request_id): RequestId,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
+    principal.require(Scope::KeysManage)?;
+    let tenant_id = principal.tenant()?;
+    let id = parse_id(&id)?;
+    let old = state
+        .store()
+        .list_api_keys(tenant_id)
+        .await
+        .map_err(store_unavailable)?
+        .into_iter()
+        .find(|k| k.id == id && k.revoked_at.is_none())
+        .ok_or_else(|| ApiError::NotFound("api key".into()))?;
+    let scopes = ScopeSet::from_storage(&old.scopes);
+    grantable(&principal, scopes)?;
+    let (record, secret) = new_key_record(
+        &state,
+        Some(tenant_id),
+        &old.name,
+        scopes,
+        false,
+        old.rate_limit_per_minute,
+        old.expires_at,
+        principal.audit_actor(),
+    );
+    let event = audit::by(&principal, "api_key_rotated")
+        .target(format!("api_key:{id}"))
+        .request(Some(&request_id))
+        .details(serde_json::json!({"old_prefix": old.prefix, "new_prefix": record.prefix, "new_id": record.id}));
+    let done = state
+        .store()
+        .rotate_api_key(tenant_id, id, &record, &event)
+        .await
+        .map_err(store_unavailable)?;
+    if !done {
+        return Err(ApiError::NotFound("api key".into()));
+    }
+    state.keys().forget(id);
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKey {
+            view: ApiKeyView::from(&record),
+            key: secret,
+        }),
+    ))
+}

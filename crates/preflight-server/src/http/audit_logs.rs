@@ -1,0 +1,84 @@
+//! `GET /v1/audit-logs`: the tenant's append-only trail, newest first, for tenant admins.
+
+use axum::extract::State;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::extract::{ApiQuery, Violations};
+use crate::app::AppState;
+use crate::auth::{store_unavailable, Principal, Scope};
+use crate::error::ApiError;
+use crate::storage::identity::{AuditEntry, AuditFilter};
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// e.g. `login_failed`, `api_key_created`.
+    pub action: Option<String>,
+    /// e.g. `user:<id>` or `key:<prefix>`.
+    pub actor: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// 1..=1000, default 100.
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditPage {
+    pub items: Vec<AuditEntry>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/audit-logs", tag = "audit", params(AuditQuery),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = AuditPage), (status = 403, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> Result<Json<AuditPage>, ApiError> {
+    principal.require(Scope::Admin)?;
+    let tenant_id = principal.tenant()?;
+    let mut v = Violations::default();
+    let limit = q.limit.unwrap_or(100);
+    v.check(
+        (1..=1000).contains(&limit),
+        "limit",
+        "must be between 1 and 1000",
+    );
+    let before_id = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => match c.parse::<i64>() {
+            Ok(id) if id > 0 => Some(id),
+            _ => {
+                v.add("cursor", "not a cursor returned by this endpoint");
+                None
+            }
+        },
+    };
+    v.into_result()?;
+    let items = state
+        .store()
+        .list_audit(
+            tenant_id,
+            &AuditFilter {
+                action: q.action,
+                actor: q.actor,
+                from: q.from,
+                to: q.to,
+                before_id,
+                limit,
+            },
+        )
+        .await
+        .map_err(store_unavailable)?;
+    let next_cursor = (items.len() as i64 == limit)
+        .then(|| items.last().map(|e| e.id.to_string()))
+        .flatten();
+    Ok(Json(AuditPage { items, next_cursor }))
+}

@@ -1,0 +1,506 @@
+//! `/v1/auth/*`: signup, login, refresh, logout, me, change-password.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::extract::{ApiJson, Violations};
+use super::observe::RequestId;
+use crate::app::AppState;
+use crate::audit::{self, AuditExt};
+use crate::auth::passwords::password_problem;
+use crate::auth::{store_unavailable, Actor, ClientIp, Principal, Role};
+use crate::error::ApiError;
+use crate::storage::identity::{Tenant, User};
+use crate::storage::StoreError;
+
+#[derive(Deserialize, ToSchema)]
+pub struct SignupRequest {
+    /// Name of the new tenant (organisation).
+    pub tenant_name: String,
+    pub email: String,
+    /// At least 12 characters.
+    pub password: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Always `bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the token expires.
+    pub expires_in: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SignupResponse {
+    pub tenant: Tenant,
+    pub user: MeResponse,
+    #[serde(flatten)]
+    pub token: TokenResponse,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MeResponse {
+    /// User id, or the key id for an API key.
+    pub id: Uuid,
+    pub tenant_id: Option<Uuid>,
+    /// `user` or `api_key`.
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_prefix: Option<String>,
+    pub scopes: Vec<&'static str>,
+    pub operator: bool,
+}
+
+fn normalize_email(email: &str) -> String {
+    email.trim().to_ascii_lowercase()
+}
+
+fn valid_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && email.len() <= 254
+        && !email.contains(char::is_whitespace)
+}
+
+fn slugify(name: &str) -> String {
+    let mut slug = String::new();
+    for c in name.trim().chars() {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c.to_ascii_lowercase());
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+    }
+    slug.trim_end_matches('-').chars().take(63).collect()
+}
+
+fn token_response(
+    state: &AppState,
+    user_id: Uuid,
+    tenant_id: Uuid,
+    role: &str,
+) -> Result<TokenResponse, ApiError> {
+    let issued = state
+        .tokens()
+        .issue(user_id, tenant_id, role, Utc::now())
+        .map_err(ApiError::internal)?;
+    Ok(TokenResponse {
+        access_token: issued.token,
+        token_type: "bearer",
+        expires_in: state.tokens().lifetime_seconds(),
+    })
+}
+
+fn conflict(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Conflict(m) => ApiError::Conflict(m),
+        other => store_unavailable(other),
+    }
+}
+
+/// Creates a tenant and its admin user, and signs the user in.
+#[utoipa::path(post, path = "/v1/auth/signup", tag = "auth", request_body = SignupRequest,
+    responses((status = 201, body = SignupResponse), (status = 403, description = "Signup disabled", body = crate::error::Problem),
+        (status = 409, description = "Email or tenant name taken", body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem)))]
+pub async fn signup(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    RequestId(request_id): RequestId,
+    ApiJson(body): ApiJson<SignupRequest>,
+) -> Result<(StatusCode, Json<SignupResponse>), ApiError> {
+    if !state.config().allow_signup {
+        return Err(ApiError::Forbidden(
+            "signup is disabled on this server".into(),
+        ));
+    }
+    let email = normalize_email(&body.email);
+    let mut v = Violations::default();
+    v.check(
+        valid_email(&email),
+        "email",
+        "must be a valid email address",
+    );
+    if let Some(p) = password_problem(&body.password) {
+        v.add("password", p);
+    }
+    let slug = slugify(&body.tenant_name);
+    v.check(
+        !slug.is_empty() && body.tenant_name.chars().count() <= 200,
+        "tenant_name",
+        "must contain letters or digits and be at most 200 characters",
+    );
+    v.into_result()?;
+
+    let password_hash = state
+        .passwords()
+        .hash(body.password)
+        .await
+        .map_err(ApiError::internal)?;
+    let now = Utc::now();
+    let tenant = Tenant {
+        id: Uuid::now_v7(),
+        name: body.tenant_name.trim().to_string(),
+        slug,
+        created_at: now,
+    };
+    let user = User {
+        id: Uuid::now_v7(),
+        tenant_id: tenant.id,
+        email: email.clone(),
+        password_hash,
+        role: Role::Admin.as_str().into(),
+        failed_logins: 0,
+        locked_until: None,
+        tokens_valid_after: now,
+        created_at: now,
+    };
+    let event = audit::event(Some(tenant.id), format!("user:{}", user.id), "signup")
+        .target(format!("tenant:{}", tenant.id))
+        .ip(ip)
+        .request(Some(&request_id));
+    state
+        .store()
+        .signup(&tenant, &user, &event)
+        .await
+        .map_err(conflict)?;
+    let token = token_response(&state, user.id, tenant.id, Role::Admin.as_str())?;
+    Ok((
+        StatusCode::CREATED,
+        Json(SignupResponse {
+            user: MeResponse {
+                id: user.id,
+                tenant_id: Some(tenant.id),
+                kind: "user",
+                email: Some(email),
+                role: Some(Role::Admin),
+                key_prefix: None,
+                scopes: Role::Admin.scopes().names(),
+                operator: false,
+            },
+            tenant,
+            token,
+        }),
+    ))
+}
+
+/// Failed-login audit rows are throttled per account so a password-guessing flood cannot
+/// turn into a write flood; lockouts are always recorded.
+pub struct FailedLoginThrottle {
+    last: Mutex<std::collections::HashMap<String, Instant>>,
+}
+
+const FAILED_LOGIN_AUDIT_INTERVAL: Duration = Duration::from_secs(60);
+
+impl FailedLoginThrottle {
+    pub fn new() -> Self {
+        FailedLoginThrottle {
+            last: Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    fn should_record(&self, key: &str) -> bool {
+        let mut last = self.last.lock().unwrap();
+        if last.len() > 10_000 {
+            last.retain(|_, t| t.elapsed() < FAILED_LOGIN_AUDIT_INTERVAL);
+        }
+        match last.get(key) {
+            Some(t) if t.elapsed() < FAILED_LOGIN_AUDIT_INTERVAL => false,
+            _ => {
+                last.insert(key.to_string(), Instant::now());
+                true
+            }
+        }
+    }
+}
+
+impl Default for FailedLoginThrottle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn bad_credentials() -> ApiError {
+    ApiError::Unauthorized {
+        code: "INVALID_CREDENTIALS",
+        detail: "email or password is incorrect".into(),
+    }
+}
+
+/// Exchanges email and password for a bearer token. Unknown emails, wrong passwords and
+/// locked accounts all get the same answer in the same time.
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::Problem)))]
+pub async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    RequestId(request_id): RequestId,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let email = normalize_email(&body.email);
+    if body.password.len() > 4096 || email.len() > 254 {
+        return Err(bad_credentials());
+    }
+    let user = state
+        .store()
+        .find_user_by_email(&email)
+        .await
+        .map_err(store_unavailable)?;
+    let password_ok = state
+        .passwords()
+        .verify(
+            body.password,
+            user.as_ref().map(|u| u.password_hash.clone()),
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    let now = Utc::now();
+    let Some(user) = user else {
+        if state
+            .login_throttle()
+            .should_record(&format!("anon:{email}"))
+        {
+            let event = audit::event(None, "anonymous", "login_failed")
+                .ip(ip)
+                .request(Some(&request_id))
+                .details(serde_json::json!({"reason": "unknown_email"}));
+            let _ = state.store().append_audit(&event).await;
+        }
+        return Err(bad_credentials());
+    };
+    let locked = user.locked_until.is_some_and(|t| t > now);
+    if password_ok && !locked {
+        if user.failed_logins > 0 || user.locked_until.is_some() {
+            state
+                .store()
+                .reset_login_failures(user.tenant_id, user.id)
+                .await
+                .map_err(store_unavailable)?;
+        }
+        let event = audit::event(Some(user.tenant_id), format!("user:{}", user.id), "login")
+            .ip(ip)
+            .request(Some(&request_id));
+        state
+            .store()
+            .append_audit(&event)
+            .await
+            .map_err(store_unavailable)?;
+        return Ok(Json(token_response(
+            &state,
+            user.id,
+            user.tenant_id,
+            &user.role,
+        )?));
+    }
+    let actor = format!("user:{}", user.id);
+    if !locked {
+        let config = state.config();
+        let lock_until = now + chrono::Duration::from_std(config.login_lockout).unwrap_or_default();
+        let outcome = state
+            .store()
+            .record_login_failure(
+                user.tenant_id,
+                user.id,
+                config.login_max_failures as i32,
+                lock_until,
+            )
+            .await
+            .map_err(store_unavailable)?;
+        if outcome.locked_now {
+            let event = audit::event(Some(user.tenant_id), actor.clone(), "lockout")
+                .ip(ip)
+                .request(Some(&request_id))
+                .details(serde_json::json!({"failed_logins": outcome.failed_logins, "locked_until": lock_until}));
+            state
+                .store()
+                .append_audit(&event)
+                .await
+                .map_err(store_unavailable)?;
+            return Err(bad_credentials());
+        }
+    }
+    if state.login_throttle().should_record(&actor) {
+        let event = audit::event(Some(user.tenant_id), actor, "login_failed")
+            .ip(ip)
+            .request(Some(&request_id))
+            .details(serde_json::json!({"locked": locked}));
+        let _ = state.store().append_audit(&event).await;
+    }
+    Err(bad_credentials())
+}
+
+fn require_user(principal: &Principal) -> Result<(Uuid, String, chrono::DateTime<Utc>), ApiError> {
+    match &principal.actor {
+        Actor::User {
+            id,
+            jti,
+            expires_at,
+            ..
+        } => Ok((*id, jti.clone(), *expires_at)),
+        Actor::ApiKey { .. } => Err(ApiError::Forbidden(
+            "this route needs a user session (Bearer token), not an API key".into(),
+        )),
+    }
+}
+
+/// Issues a fresh token and revokes the presented one.
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::Problem)))]
+pub async fn refresh(
+    State(state): State<AppState>,
+    RequestId(request_id): RequestId,
+    principal: Principal,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let (user_id, jti, expires_at) = require_user(&principal)?;
+    let tenant_id = principal.tenant()?;
+    let role = principal_role(&principal);
+    let event = audit::by(&principal, "token_refreshed").request(Some(&request_id));
+    state
+        .store()
+        .revoke_token(&jti, expires_at, &event)
+        .await
+        .map_err(store_unavailable)?;
+    Ok(Json(token_response(&state, user_id, tenant_id, role)?))
+}
+
+fn principal_role(principal: &Principal) -> &'static str {
+    [Role::Admin, Role::Editor, Role::Viewer]
+        .into_iter()
+        .find(|r| r.scopes() == principal.scopes)
+        .unwrap_or(Role::Viewer)
+        .as_str()
+}
+
+/// Revokes the presented token on every replica.
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 204, description = "Token revoked"), (status = 401, body = crate::error::Problem)))]
+pub async fn logout(
+    State(state): State<AppState>,
+    RequestId(request_id): RequestId,
+    principal: Principal,
+) -> Result<StatusCode, ApiError> {
+    let (_, jti, expires_at) = require_user(&principal)?;
+    let event = audit::by(&principal, "logout").request(Some(&request_id));
+    state
+        .store()
+        .revoke_token(&jti, expires_at, &event)
+        .await
+        .map_err(store_unavailable)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Who am I: the user or key behind the credentials, with its scopes.
+#[utoipa::path(get, path = "/v1/auth/me", tag = "auth", security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = MeResponse), (status = 401, body = crate::error::Problem)))]
+pub async fn me(principal: Principal) -> Json<MeResponse> {
+    let (id, kind, email, prefix) = match &principal.actor {
+        Actor::User { id, email, .. } => (*id, "user", Some(email.clone()), None),
+        Actor::ApiKey { id, prefix } => (*id, "api_key", None, Some(prefix.clone())),
+    };
+    Json(MeResponse {
+        id,
+        tenant_id: principal.tenant_id,
+        kind,
+        role: email
+            .as_ref()
+            .and_then(|_| Role::parse(principal_role(&principal))),
+        email,
+        key_prefix: prefix,
+        scopes: principal.scopes.names(),
+        operator: principal.operator,
+    })
+}
+
+/// Changes the password; every older token of the user stops working.
+#[utoipa::path(post, path = "/v1/auth/change-password", tag = "auth", security(("bearer" = [])),
+    request_body = ChangePasswordRequest,
+    responses((status = 200, description = "Changed; a fresh token", body = TokenResponse),
+        (status = 401, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+pub async fn change_password(
+    State(state): State<AppState>,
+    RequestId(request_id): RequestId,
+    principal: Principal,
+    ApiJson(body): ApiJson<ChangePasswordRequest>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let (user_id, _, _) = require_user(&principal)?;
+    let tenant_id = principal.tenant()?;
+    let mut v = Violations::default();
+    if let Some(p) = password_problem(&body.new_password) {
+        v.add("new_password", p);
+    }
+    v.into_result()?;
+    let email = match &principal.actor {
+        Actor::User { email, .. } => email.clone(),
+        Actor::ApiKey { .. } => unreachable!("require_user accepted only users"),
+    };
+    let user = state
+        .store()
+        .find_user_by_email(&email)
+        .await
+        .map_err(store_unavailable)?
+        .filter(|u| u.id == user_id && u.tenant_id == tenant_id)
+        .ok_or_else(bad_credentials)?;
+    let ok = state
+        .passwords()
+        .verify(body.current_password, Some(user.password_hash.clone()))
+        .await
+        .map_err(ApiError::internal)?;
+    if !ok {
+        return Err(ApiError::Unauthorized {
+            code: "INVALID_CREDENTIALS",
+            detail: "the current password is incorrect".into(),
+        });
+    }
+    let new_hash = state
+        .passwords()
+        .hash(body.new_password)
+        .await
+        .map_err(ApiError::internal)?;
+    // Tokens carry whole seconds: everything issued up to this second is void, and the fresh
+    // token below is issued one second later so it survives the cut.
+    let now = Utc::now();
+    let cut = chrono::DateTime::from_timestamp(now.timestamp() + 1, 0).unwrap_or(now);
+    let event = audit::by(&principal, "password_changed").request(Some(&request_id));
+    state
+        .store()
+        .set_password(tenant_id, user_id, &new_hash, cut, &event)
+        .await
+        .map_err(store_unavailable)?;
+    let issued = state
+        .tokens()
+        .issue(user_id, tenant_id, &user.role, cut)
+        .map_err(ApiError::internal)?;
+    Ok(Json(TokenResponse {
+        access_token: issued.token,
+        token_type: "bearer",
+        expires_in: state.tokens().lifetime_seconds(),
+    }))
+}

@@ -1,0 +1,206 @@
+//! Each tenant's active templates, held in the engine's in-memory index.
+//!
+//! Loaded lazily on a tenant's first evaluation, then kept exact by revision: every template
+//! change bumps the tenant's `template_revision` in the same transaction, and a background
+//! task compares it with what each loaded index has every [`SYNC_INTERVAL`], applying only the
+//! template versions that changed. A change made through any replica is therefore visible on
+//! every other within about half a second (plus one query); the replica that made it
+//! refreshes at once. Memory is bounded by [`Config::template_cache_max`] templates in total:
+//! past it, the least recently used tenants are dropped and reloaded on demand.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use preflight_engine::{Template, TemplateIndex};
+use uuid::Uuid;
+
+use crate::storage::evaluations::TemplateRow;
+use crate::storage::{Store, StoreError};
+
+pub const SYNC_INTERVAL: Duration = Duration::from_millis(500);
+
+struct TenantIndex {
+    index: TemplateIndex,
+    revision: i64,
+}
+
+struct Entry {
+    state: RwLock<TenantIndex>,
+    /// Milliseconds since the registry started, for LRU eviction.
+    last_used: AtomicU64,
+    /// One loader or refresher at a time per tenant.
+    sync: tokio::sync::Mutex<()>,
+}
+
+pub struct TemplateRegistry {
+    store: Arc<dyn Store>,
+    tenants: RwLock<HashMap<Uuid, Arc<Entry>>>,
+    started: Instant,
+    max_templates: usize,
+}
+
+/// The engine template for a stored active version.
+pub fn engine_template(row: &TemplateRow) -> Option<Template> {
+    let mut t = Template::new(
+        row.template_id.clone(),
+        row.version,
+        row.id.to_string(),
+        row.exemplars.0.clone(),
+        row.baseline_reliability,
+        row.correction_rules.0.clone(),
+    )
+    .map_err(|e| tracing::error!(template = %row.id, error = %e, "stored template does not build"))
+    .ok()?;
+    t.outcome_stats = row.outcome_stats.0.clone();
+    Some(t)
+}
+
+impl TemplateRegistry {
+    pub fn new(store: Arc<dyn Store>, max_templates: usize) -> Self {
+        TemplateRegistry {
+            store,
+            tenants: RwLock::new(HashMap::new()),
+            started: Instant::now(),
+            max_templates,
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    async fn entry(&self, tenant_id: Uuid) -> Result<Arc<Entry>, StoreError> {
+        if let Some(e) = self.tenants.read().unwrap().get(&tenant_id).cloned() {
+            e.last_used.store(self.now_ms(), Ordering::Relaxed);
+            return Ok(e);
+        }
+        let entry = Arc::new(Entry {
+            state: RwLock::new(TenantIndex {
+                index: TemplateIndex::new(),
+                revision: 0,
+            }),
+            last_used: AtomicU64::new(self.now_ms()),
+            sync: tokio::sync::Mutex::new(()),
+        });
+        let entry = {
+            let mut map = self.tenants.write().unwrap();
+            map.entry(tenant_id).or_insert(entry).clone()
+        };
+        self.sync_entry(tenant_id, &entry).await?;
+        self.evict_if_needed(tenant_id);
+        Ok(entry)
+    }
+
+    /// Applies every template change since the entry's revision.
+    async fn sync_entry(&self, tenant_id: Uuid, entry: &Entry) -> Result<(), StoreError> {
+        let _guard = entry.sync.lock().await;
+        let known = entry.state.read().unwrap().revision;
+        let current = self.store.template_revision(tenant_id).await?;
+        if current <= known && known > 0 {
+            return Ok(());
+        }
+        let rows = self.store.templates_changed_since(tenant_id, known).await?;
+        // Build outside the lock: evaluations keep running meanwhile.
+        let built: Vec<(String, Option<Template>, i64)> = rows
+            .iter()
+            .map(|r| {
+                let t = (r.status == "active").then(|| engine_template(r)).flatten();
+                (r.id.to_string(), t, r.revision)
+            })
+            .collect();
+        let mut state = entry.state.write().unwrap();
+        let mut revision = state.revision.max(current);
+        for (id, template, rev) in built {
+            revision = revision.max(rev);
+            match template {
+                Some(t) => state.index.insert(t),
+                None => {
+                    state.index.remove(&id);
+                }
+            }
+        }
+        state.revision = revision;
+        Ok(())
+    }
+
+    /// Brings one tenant up to date now (after a change made by this instance).
+    pub async fn refresh(&self, tenant_id: Uuid) -> Result<(), StoreError> {
+        let entry = self.tenants.read().unwrap().get(&tenant_id).cloned();
+        match entry {
+            Some(e) => self.sync_entry(tenant_id, &e).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `f` against the tenant's index, loading it first if needed.
+    pub async fn with_index<R>(
+        &self,
+        tenant_id: Uuid,
+        f: impl FnOnce(&TemplateIndex) -> R,
+    ) -> Result<R, StoreError> {
+        let entry = self.entry(tenant_id).await?;
+        let state = entry.state.read().unwrap();
+        Ok(f(&state.index))
+    }
+
+    /// Drops least recently used tenants while over the memory bound (never `keep`).
+    fn evict_if_needed(&self, keep: Uuid) {
+        let mut map = self.tenants.write().unwrap();
+        loop {
+            let total: usize = map
+                .values()
+                .map(|e| e.state.read().unwrap().index.len())
+                .sum();
+            if total <= self.max_templates || map.len() <= 1 {
+                return;
+            }
+            let victim = map
+                .iter()
+                .filter(|(id, _)| **id != keep)
+                .min_by_key(|(_, e)| e.last_used.load(Ordering::Relaxed))
+                .map(|(id, _)| *id);
+            match victim {
+                Some(id) => {
+                    map.remove(&id);
+                }
+                None => return,
+            }
+        }
+    }
+
+    /// Templates and tenants currently held, and approximate bytes.
+    pub fn stats(&self) -> (usize, usize, usize) {
+        let map = self.tenants.read().unwrap();
+        let mut templates = 0;
+        let mut bytes = 0;
+        for e in map.values() {
+            let s = e.state.read().unwrap();
+            templates += s.index.len();
+            bytes += s.index.approx_memory_bytes();
+        }
+        (map.len(), templates, bytes)
+    }
+
+    /// Keeps every loaded tenant in step with the database; runs until the process ends.
+    pub async fn sync_forever(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(SYNC_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let entries: Vec<(Uuid, Arc<Entry>)> = self
+                .tenants
+                .read()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (*k, v.clone()))
+                .collect();
+            for (tenant_id, entry) in entries {
+                if let Err(e) = self.sync_entry(tenant_id, &entry).await {
+                    tracing::debug!(tenant = %tenant_id, error = %e, "template sync skipped");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Group commit for evaluations: concurrent requests are written in one transaction, and
+//! each is answered only once its transaction is durable.
+//!
+//! One writer task per process takes whatever is queued (up to [`MAX_BATCH`]) while the
+//! previous commit was in flight, so batches grow with load and a lone request pays a
+//! single commit. The queue is bounded; when it is full, or the database does not confirm
+//! within [`WRITE_TIMEOUT`], the request gets a quick 503 instead of hanging.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::storage::evaluations::{EvaluationWrite, WriteOutcome};
+use crate::storage::{Store, StoreError};
+
+pub const MAX_BATCH: usize = 256;
+pub const QUEUE_CAPACITY: usize = 8192;
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(3);
+
+struct Job {
+    write: EvaluationWrite,
+    reply: oneshot::Sender<Result<WriteOutcome, String>>,
+}
+
+#[derive(Clone)]
+pub struct EvaluationWriter {
+    queue: mpsc::Sender<Job>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("the database did not confirm the write in time")]
+    Timeout,
+    #[error("the write queue is full")]
+    Overloaded,
+    #[error("database error: {0}")]
+    Store(String),
+}
+
+impl EvaluationWriter {
+    pub fn start(store: Arc<dyn Store>) -> Self {
+        let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
+        tokio::spawn(run(store, rx));
+        EvaluationWriter { queue }
+    }
+
+    /// Queues writes and waits until they are committed (or fail).
+    pub async fn write_all(
+        &self,
+        writes: Vec<EvaluationWrite>,
+    ) -> Vec<Result<WriteOutcome, WriteError>> {
+        let mut waiting = Vec::with_capacity(writes.len());
+        for write in writes {
+            let (reply, rx) = oneshot::channel();
+            match self.queue.try_send(Job { write, reply }) {
+                Ok(()) => waiting.push(Some(rx)),
+                Err(_) => waiting.push(None),
+            }
+        }
+        let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
+        let mut out = Vec::with_capacity(waiting.len());
+        for rx in waiting {
+            out.push(match rx {
+                None => Err(WriteError::Overloaded),
+                Some(rx) => match tokio::time::timeout_at(deadline, rx).await {
+                    Ok(Ok(Ok(outcome))) => Ok(outcome),
+                    Ok(Ok(Err(e))) => Err(WriteError::Store(e)),
+                    Ok(Err(_)) => Err(WriteError::Store("writer stopped".into())),
+                    Err(_) => Err(WriteError::Timeout),
+                },
+            });
+        }
+        out
+    }
+}
+
+async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        // A request that already answered 503 must not be stored behind the client's back.
+        jobs.retain(|j| !j.reply.is_closed());
+        if jobs.is_empty() {
+            continue;
+        }
+        let writes: Vec<EvaluationWrite> = jobs.iter().map(|j| j.write.clone()).collect();
+        let result: Result<Vec<WriteOutcome>, StoreError> = store.commit_evaluations(&writes).await;
+        match result {
+            Ok(outcomes) => {
+                for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                    let _ = job.reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, batch = writes.len(), "evaluation batch not committed");
+                let message = e.to_string();
+                for job in jobs {
+                    let _ = job.reply.send(Err(message.clone()));
+                }
+            }
+        }
+    }
+}
