@@ -215,34 +215,30 @@ async fn bootstrap_first_tenant(store: &dyn Store, config: &Config) -> anyhow::R
     };
     let event = crate::audit::event(Some(tenant.id), "system", "tenant_created");
     store.create_tenant(&tenant, &event).await?;
-    let verifier = KeyVerifier::new(salt.expose());
-    let generated = crate::auth::keys::generate_key();
     let scopes = ScopeSet::all();
-    let record = crate::storage::identity::ApiKeyRecord {
-        id: uuid::Uuid::now_v7(),
-        tenant_id: Some(tenant.id),
-        name: "first-start admin key".into(),
-        prefix: generated.prefix.clone(),
-        key_hash: verifier.hash(&generated.secret),
-        scopes: scopes.to_storage(),
-        operator: false,
-        rate_limit_per_minute: None,
-        expires_at: None,
-        created_by: "system".into(),
-        created_at: now,
-        last_used_at: None,
-        revoked_at: None,
-    };
+    let (record, secret) = crate::auth::keys::new_api_key_record(
+        salt.expose(),
+        crate::auth::keys::KeySpec {
+            tenant_id: Some(tenant.id),
+            name: "first-start admin key".into(),
+            scopes,
+            operator: false,
+            rate_limit_per_minute: None,
+            expires_at: None,
+            created_by: "system".into(),
+        },
+    );
     let event = crate::audit::event(Some(tenant.id), "system", "api_key_created")
         .target(format!("api_key:{}", record.id))
         .details(serde_json::json!({"prefix": record.prefix, "scopes": scopes.names()}));
     store.create_api_key(&record, &event).await?;
-    // Printed, not logged: it must not end up in log storage, and it is shown this once.
+    // Printed, not logged: it must not end up in log storage, and it is shown this once
+    // (exactly one occurrence; the hint refers to it through the variable the CLI reads).
     println!(
         "\npreflight: first start: created tenant \"default\" ({}) and a tenant-admin API key.\n\
-         Store it now, it is not shown again:\n\n    {}\n\n\
-         Try: curl -H 'X-API-Key: {}' http://localhost:{}/v1/status\n",
-        tenant.id, generated.secret, generated.secret, config.api_port
+         Store it now, it is not shown again:\n\n    export PREFLIGHT_API_KEY={}\n\n\
+         Try: curl -H \"X-API-Key: $PREFLIGHT_API_KEY\" http://localhost:{}/v1/status\n",
+        tenant.id, secret, config.api_port
     );
     Ok(())
 }

@@ -32,6 +32,8 @@ struct Entry {
     last_used: AtomicU64,
     /// One loader or refresher at a time per tenant.
     sync: tokio::sync::Mutex<()>,
+    /// Set once the first load finished: nobody may evaluate against a half-loaded index.
+    loaded: tokio::sync::OnceCell<()>,
 }
 
 pub struct TemplateRegistry {
@@ -72,8 +74,13 @@ impl TemplateRegistry {
     }
 
     async fn entry(&self, tenant_id: Uuid) -> Result<Arc<Entry>, StoreError> {
-        if let Some(e) = self.tenants.read().unwrap().get(&tenant_id).cloned() {
+        let existing = self.tenants.read().unwrap().get(&tenant_id).cloned();
+        if let Some(e) = existing {
             e.last_used.store(self.now_ms(), Ordering::Relaxed);
+            // A concurrent first request may still be loading it: wait for that load.
+            e.loaded
+                .get_or_try_init(|| self.sync_entry(tenant_id, &e))
+                .await?;
             return Ok(e);
         }
         let entry = Arc::new(Entry {
@@ -83,12 +90,16 @@ impl TemplateRegistry {
             }),
             last_used: AtomicU64::new(self.now_ms()),
             sync: tokio::sync::Mutex::new(()),
+            loaded: tokio::sync::OnceCell::new(),
         });
         let entry = {
             let mut map = self.tenants.write().unwrap();
             map.entry(tenant_id).or_insert(entry).clone()
         };
-        self.sync_entry(tenant_id, &entry).await?;
+        entry
+            .loaded
+            .get_or_try_init(|| self.sync_entry(tenant_id, &entry))
+            .await?;
         self.evict_if_needed(tenant_id);
         Ok(entry)
     }

@@ -1,9 +1,9 @@
 //! Group commit for evaluations: concurrent requests are written in one transaction, and
 //! each is answered only once its transaction is durable.
 //!
-//! One writer task per process takes whatever is queued (up to [`MAX_BATCH`]) while the
-//! previous commit was in flight, so batches grow with load and a lone request pays a
-//! single commit. The queue is bounded; when it is full, or the database does not confirm
+//! One writer task per process takes whatever is queued (up to [`MAX_BATCH`]) while earlier
+//! commits were in flight (up to the backend's `max_concurrent_commits`), so batches grow
+//! with load and a lone request pays a single commit. The queue is bounded; when it is full, or the database does not confirm
 //! within [`WRITE_TIMEOUT`], the request gets a quick 503 instead of hanging.
 
 use std::sync::Arc;
@@ -76,7 +76,16 @@ impl EvaluationWriter {
 }
 
 async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>) {
+    // Batches commit concurrently up to the backend's limit; while they are in flight the
+    // queue fills up and the next batch grows.
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(
+        store.max_concurrent_commits().max(1),
+    ));
     while let Some(first) = rx.recv().await {
+        let permit = match in_flight.clone().acquire_owned().await {
+            Ok(p) => p,
+            Err(_) => return,
+        };
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -84,25 +93,40 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        // A request that already answered 503 must not be stored behind the client's back.
-        jobs.retain(|j| !j.reply.is_closed());
-        if jobs.is_empty() {
-            continue;
-        }
-        let writes: Vec<EvaluationWrite> = jobs.iter().map(|j| j.write.clone()).collect();
-        let result: Result<Vec<WriteOutcome>, StoreError> = store.commit_evaluations(&writes).await;
-        match result {
-            Ok(outcomes) => {
-                for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                    let _ = job.reply.send(Ok(outcome));
-                }
+        let store = store.clone();
+        tokio::spawn(async move {
+            commit_batch(store.as_ref(), jobs).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn commit_batch(store: &dyn Store, mut jobs: Vec<Job>) {
+    // A request that already answered 503 must not be stored behind the client's back.
+    jobs.retain(|j| !j.reply.is_closed());
+    if jobs.is_empty() {
+        return;
+    }
+    let writes: Vec<EvaluationWrite> = jobs.iter().map(|j| j.write.clone()).collect();
+    let started = std::time::Instant::now();
+    let result: Result<Vec<WriteOutcome>, StoreError> = store.commit_evaluations(&writes).await;
+    tracing::debug!(
+        batch = writes.len(),
+        commit_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "evaluation batch committed"
+    );
+    metrics::histogram!("evaluation_batch_size").record(writes.len() as f64);
+    match result {
+        Ok(outcomes) => {
+            for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                let _ = job.reply.send(Ok(outcome));
             }
-            Err(e) => {
-                tracing::warn!(error = %e, batch = writes.len(), "evaluation batch not committed");
-                let message = e.to_string();
-                for job in jobs {
-                    let _ = job.reply.send(Err(message.clone()));
-                }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, batch = writes.len(), "evaluation batch not committed");
+            let message = e.to_string();
+            for job in jobs {
+                let _ = job.reply.send(Err(message.clone()));
             }
         }
     }

@@ -328,7 +328,7 @@ async fn in_process_burst_admits_exactly_the_limit() {
     let (n, k) = (50u32, 50usize);
     let subject = Subject::ApiKey("local-burst".into());
     let t = tally(
-        &burst(&[limiter.clone()], &subject, n, n as usize + k).await,
+        &burst(std::slice::from_ref(&limiter), &subject, n, n as usize + k).await,
         n,
     );
     assert!(t.degraded.is_empty());

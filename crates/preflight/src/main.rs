@@ -27,6 +27,15 @@ enum Command {
     Migrate,
     /// Exit 0 when the local server answers /ready with 200 (for images without curl).
     Healthcheck(commands::healthcheck::Args),
+    /// Operator tasks without HTTP: tenants, users, API keys (incl. cross-tenant operator keys).
+    Admin(commands::admin::Args),
+    /// Print the structural features of extractor outputs as JSON (computed locally; no text).
+    Features(commands::features::Args),
+    /// Compute features locally and ask a server for MATCH / REVIEW / NEW / REJECT per file.
+    Evaluate(commands::evaluate::Args),
+    /// Manage layout templates on a server.
+    #[command(subcommand)]
+    Templates(commands::templates::Command),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +44,10 @@ fn main() -> ExitCode {
         Command::Serve => commands::server::serve(),
         Command::Migrate => commands::server::migrate(),
         Command::Healthcheck(args) => commands::healthcheck::run(args),
+        Command::Admin(args) => commands::admin::run(args),
+        Command::Features(args) => commands::features::run(args),
+        Command::Evaluate(args) => commands::evaluate::run(args),
+        Command::Templates(command) => commands::templates::run(command),
     };
     match result {
         Ok(code) => code,

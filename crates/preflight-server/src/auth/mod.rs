@@ -54,6 +54,9 @@ pub enum Actor {
         id: Uuid,
         email: String,
         jti: String,
+        /// The token's `iat`: a refreshed token is issued no earlier, so it survives the
+        /// same password-change cut as the token it replaces.
+        issued_at: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     },
 }
@@ -162,6 +165,11 @@ impl KeyVerifier {
 
     pub fn hash(&self, key: &str) -> String {
         keys::hash_key(&self.salt, key)
+    }
+
+    /// A new key record hashed under this server's salt, and its secret (shown once).
+    pub fn mint(&self, spec: keys::KeySpec) -> (ApiKeyRecord, String) {
+        keys::new_api_key_record(&self.salt, spec)
     }
 
     /// The live key behind `presented`, if any.
@@ -343,6 +351,7 @@ async fn authenticate(
                 id: claims.sub,
                 email: session.email,
                 jti: claims.jti.clone(),
+                issued_at: claims.issued_at(),
                 expires_at: claims.expires_at(),
             },
             scopes: role.scopes(),

@@ -12,7 +12,7 @@ use super::extract::{ApiJson, Violations};
 use super::observe::RequestId;
 use crate::app::AppState;
 use crate::audit::{self, AuditExt};
-use crate::auth::keys::generate_key;
+use crate::auth::keys::KeySpec;
 use crate::auth::{store_unavailable, Principal, Scope, ScopeSet};
 use crate::error::ApiError;
 use crate::storage::identity::ApiKeyRecord;
@@ -89,36 +89,6 @@ fn grantable(principal: &Principal, wanted: ScopeSet) -> Result<(), ApiError> {
     }
 }
 
-/// A new key record (tenant-owned) and its secret.
-pub fn new_key_record(
-    state: &AppState,
-    tenant_id: Option<Uuid>,
-    name: &str,
-    scopes: ScopeSet,
-    operator: bool,
-    rate_limit_per_minute: Option<i32>,
-    expires_at: Option<DateTime<Utc>>,
-    created_by: String,
-) -> (ApiKeyRecord, String) {
-    let generated = generate_key();
-    let record = ApiKeyRecord {
-        id: Uuid::now_v7(),
-        tenant_id,
-        name: name.to_string(),
-        prefix: generated.prefix,
-        key_hash: state.keys().hash(&generated.secret),
-        scopes: scopes.to_storage(),
-        operator,
-        rate_limit_per_minute,
-        expires_at,
-        created_by,
-        created_at: Utc::now(),
-        last_used_at: None,
-        revoked_at: None,
-    };
-    (record, generated.secret)
-}
-
 /// Creates a key; the secret is in this response only.
 #[utoipa::path(post, path = "/v1/api-keys", tag = "api-keys", request_body = CreateKeyRequest,
     security(("api_key" = []), ("bearer" = [])),
@@ -164,16 +134,15 @@ pub async fn create(
     let scopes = ScopeSet::from_iter(scopes);
     grantable(&principal, scopes)?;
 
-    let (record, secret) = new_key_record(
-        &state,
-        Some(tenant_id),
-        name,
+    let (record, secret) = state.keys().mint(KeySpec {
+        tenant_id: Some(tenant_id),
+        name: name.to_string(),
         scopes,
-        false,
-        body.rate_limit_per_minute.map(|l| l as i32),
-        body.expires_at,
-        principal.audit_actor(),
-    );
+        operator: false,
+        rate_limit_per_minute: body.rate_limit_per_minute.map(|l| l as i32),
+        expires_at: body.expires_at,
+        created_by: principal.audit_actor(),
+    });
     let event = audit::by(&principal, "api_key_created")
         .target(format!("api_key:{}", record.id))
         .request(Some(&request_id))
@@ -268,16 +237,15 @@ pub async fn rotate(
         .ok_or_else(|| ApiError::NotFound("api key".into()))?;
     let scopes = ScopeSet::from_storage(&old.scopes);
     grantable(&principal, scopes)?;
-    let (record, secret) = new_key_record(
-        &state,
-        Some(tenant_id),
-        &old.name,
+    let (record, secret) = state.keys().mint(KeySpec {
+        tenant_id: Some(tenant_id),
+        name: old.name.clone(),
         scopes,
-        false,
-        old.rate_limit_per_minute,
-        old.expires_at,
-        principal.audit_actor(),
-    );
+        operator: false,
+        rate_limit_per_minute: old.rate_limit_per_minute,
+        expires_at: old.expires_at,
+        created_by: principal.audit_actor(),
+    });
     let event = audit::by(&principal, "api_key_rotated")
         .target(format!("api_key:{id}"))
         .request(Some(&request_id))

@@ -338,49 +338,30 @@ pub async fn evaluate_batch(
             message: format!("must hold 1 to {MAX_BATCH_DOCUMENTS} documents"),
         }]));
     }
-    // A replay of the whole batch: every item was stored under a derived key.
-    if let Some(k) = &batch_key {
-        let mut replayed = Vec::new();
-        for i in 0..req.documents.len() {
-            match state
-                .store()
-                .find_idempotency(tenant_id, &k.item(i).key)
-                .await
-                .map_err(store_unavailable)?
-            {
-                Some(r) if r.request_hash == k.request_hash => replayed.push(r),
-                Some(_) => {
-                    return Err(ApiError::Validation(vec![FieldError {
-                        field: "Idempotency-Key".into(),
-                        message: "was already used with a different request".into(),
-                    }]))
-                }
-                None => break,
-            }
-        }
-        if replayed.len() == req.documents.len() {
-            let results = replayed
-                .into_iter()
-                .enumerate()
-                .map(|(index, r)| BatchItem {
-                    index,
-                    status: 200,
-                    evaluation: Some(r.response.0),
-                    error: None,
-                })
-                .collect();
-            let mut resp = Json(BatchResponse { results }).into_response();
-            resp.headers_mut().insert(
-                "idempotent-replayed",
-                axum::http::HeaderValue::from_static("true"),
-            );
-            return Ok(resp);
-        }
-    }
-
     let mut results: Vec<Option<BatchItem>> = (0..req.documents.len()).map(|_| None).collect();
     let mut decided: Vec<(usize, Decided)> = Vec::new();
+    // Items of a retried batch that were stored before answer what was stored; the others
+    // (failed validation, 503s) are decided now.
+    let mut replayed_all = batch_key.is_some();
+    if let Some(k) = &batch_key {
+        for (i, slot) in results.iter_mut().enumerate() {
+            match stored_item(&state, k, i).await? {
+                Some(value) => {
+                    *slot = Some(BatchItem {
+                        index: i,
+                        status: 200,
+                        evaluation: Some(value),
+                        error: None,
+                    })
+                }
+                None => replayed_all = false,
+            }
+        }
+    }
     for (i, raw) in req.documents.into_iter().enumerate() {
+        if results[i].is_some() {
+            continue;
+        }
         let prefix = format!("documents[{i}].");
         let outcome = match parse_evaluate_request(raw, &prefix) {
             Ok(r) => decide(&state, tenant_id, r, &prefix).await,
@@ -408,6 +389,32 @@ pub async fn evaluate_batch(
     let outcomes = state.writer().write_all(writes).await;
     for ((i, d), outcome) in decided.iter().zip(outcomes) {
         results[*i] = Some(match outcome {
+            // A concurrent retry stored this item first: answer what it stored.
+            Ok(WriteOutcome::Duplicate) => match stored_item(
+                &state,
+                batch_key.as_ref().expect("duplicates need a key"),
+                *i,
+            )
+            .await?
+            {
+                Some(value) => BatchItem {
+                    index: *i,
+                    status: 200,
+                    evaluation: Some(value),
+                    error: None,
+                },
+                None => {
+                    let err = ApiError::Conflict(
+                        "a concurrent request with the same Idempotency-Key is in progress".into(),
+                    );
+                    BatchItem {
+                        index: *i,
+                        status: err.status().as_u16(),
+                        evaluation: None,
+                        error: Some(err.to_problem()),
+                    }
+                }
+            },
             Ok(o) => {
                 state.count_evaluation(&d.response.decision);
                 metrics::histogram!(EVALUATION_LATENCY, "decision" => d.response.decision.clone())
@@ -434,7 +441,14 @@ pub async fn evaluate_batch(
         .into_iter()
         .map(|r| r.expect("every document has a result"))
         .collect();
-    Ok(Json(BatchResponse { results }).into_response())
+    let mut resp = Json(BatchResponse { results }).into_response();
+    if replayed_all {
+        resp.headers_mut().insert(
+            "idempotent-replayed",
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    Ok(resp)
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -901,4 +915,28 @@ fn parse_evaluate_request(
             message: e.to_string(),
         }])
     })
+}
+
+/// The stored answer of item `i` of a keyed batch; a 422 if the key was used for another body.
+async fn stored_item(
+    state: &AppState,
+    key: &crate::idempotency::IdempotencyKey,
+    i: usize,
+) -> Result<Option<serde_json::Value>, ApiError> {
+    let item = key.item(i);
+    match state
+        .store()
+        .find_idempotency(item.tenant_id, &item.key)
+        .await
+        .map_err(store_unavailable)?
+    {
+        None => Ok(None),
+        Some(r) if r.request_hash == item.request_hash && r.route == item.route => {
+            Ok(Some(r.response.0))
+        }
+        Some(_) => Err(ApiError::Validation(vec![FieldError {
+            field: "Idempotency-Key".into(),
+            message: "was already used with a different request".into(),
+        }])),
+    }
 }

@@ -76,11 +76,13 @@ pub struct MeResponse {
     pub operator: bool,
 }
 
-fn normalize_email(email: &str) -> String {
+/// Emails are compared trimmed and lower-cased (shared with `preflight admin`).
+pub fn normalize_email(email: &str) -> String {
     email.trim().to_ascii_lowercase()
 }
 
-fn valid_email(email: &str) -> bool {
+/// A deliberately loose check: something@domain.tld, no whitespace, at most 254 bytes.
+pub fn valid_email(email: &str) -> bool {
     let Some((local, domain)) = email.split_once('@') else {
         return false;
     };
@@ -90,7 +92,8 @@ fn valid_email(email: &str) -> bool {
         && !email.contains(char::is_whitespace)
 }
 
-fn slugify(name: &str) -> String {
+/// A tenant slug from its name: lower-case ASCII letters, digits and single dashes.
+pub fn slugify(name: &str) -> String {
     let mut slug = String::new();
     for c in name.trim().chars() {
         if c.is_ascii_alphanumeric() {
@@ -102,15 +105,20 @@ fn slugify(name: &str) -> String {
     slug.trim_end_matches('-').chars().take(63).collect()
 }
 
+/// Issues a token at `issued_at`, never earlier than now. Callers pass a later instant
+/// when the user's `tokens_valid_after` lies ahead (a password change moments ago sets it to
+/// the next whole second, as `iat` has whole-second precision): a token issued before that
+/// cut would be refused the moment it is used.
 fn token_response(
     state: &AppState,
     user_id: Uuid,
     tenant_id: Uuid,
     role: &str,
+    issued_at: chrono::DateTime<Utc>,
 ) -> Result<TokenResponse, ApiError> {
     let issued = state
         .tokens()
-        .issue(user_id, tenant_id, role, Utc::now())
+        .issue(user_id, tenant_id, role, issued_at.max(Utc::now()))
         .map_err(ApiError::internal)?;
     Ok(TokenResponse {
         access_token: issued.token,
@@ -192,7 +200,7 @@ pub async fn signup(
         .signup(&tenant, &user, &event)
         .await
         .map_err(conflict)?;
-    let token = token_response(&state, user.id, tenant.id, Role::Admin.as_str())?;
+    let token = token_response(&state, user.id, tenant.id, Role::Admin.as_str(), now)?;
     Ok((
         StatusCode::CREATED,
         Json(SignupResponse {
@@ -318,6 +326,7 @@ pub async fn login(
             user.id,
             user.tenant_id,
             &user.role,
+            user.tokens_valid_after,
         )?));
     }
     let actor = format!("user:{}", user.id);
@@ -330,6 +339,7 @@ pub async fn login(
                 user.tenant_id,
                 user.id,
                 config.login_max_failures as i32,
+                now,
                 lock_until,
             )
             .await
@@ -357,14 +367,18 @@ pub async fn login(
     Err(bad_credentials())
 }
 
-fn require_user(principal: &Principal) -> Result<(Uuid, String, chrono::DateTime<Utc>), ApiError> {
+/// The session behind a user principal: user id, token id, issued at, expires at.
+type Session = (Uuid, String, chrono::DateTime<Utc>, chrono::DateTime<Utc>);
+
+fn require_user(principal: &Principal) -> Result<Session, ApiError> {
     match &principal.actor {
         Actor::User {
             id,
             jti,
+            issued_at,
             expires_at,
             ..
-        } => Ok((*id, jti.clone(), *expires_at)),
+        } => Ok((*id, jti.clone(), *issued_at, *expires_at)),
         Actor::ApiKey { .. } => Err(ApiError::Forbidden(
             "this route needs a user session (Bearer token), not an API key".into(),
         )),
@@ -379,7 +393,7 @@ pub async fn refresh(
     RequestId(request_id): RequestId,
     principal: Principal,
 ) -> Result<Json<TokenResponse>, ApiError> {
-    let (user_id, jti, expires_at) = require_user(&principal)?;
+    let (user_id, jti, issued_at, expires_at) = require_user(&principal)?;
     let tenant_id = principal.tenant()?;
     let role = principal_role(&principal);
     let event = audit::by(&principal, "token_refreshed").request(Some(&request_id));
@@ -388,7 +402,9 @@ pub async fn refresh(
         .revoke_token(&jti, expires_at, &event)
         .await
         .map_err(store_unavailable)?;
-    Ok(Json(token_response(&state, user_id, tenant_id, role)?))
+    Ok(Json(token_response(
+        &state, user_id, tenant_id, role, issued_at,
+    )?))
 }
 
 fn principal_role(principal: &Principal) -> &'static str {
@@ -407,7 +423,7 @@ pub async fn logout(
     RequestId(request_id): RequestId,
     principal: Principal,
 ) -> Result<StatusCode, ApiError> {
-    let (_, jti, expires_at) = require_user(&principal)?;
+    let (_, jti, _, expires_at) = require_user(&principal)?;
     let event = audit::by(&principal, "logout").request(Some(&request_id));
     state
         .store()
@@ -450,7 +466,7 @@ pub async fn change_password(
     principal: Principal,
     ApiJson(body): ApiJson<ChangePasswordRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
-    let (user_id, _, _) = require_user(&principal)?;
+    let (user_id, _, _, _) = require_user(&principal)?;
     let tenant_id = principal.tenant()?;
     let mut v = Violations::default();
     if let Some(p) = password_problem(&body.new_password) {

@@ -9,6 +9,7 @@ pub mod identity;
 pub mod observe;
 pub mod ops;
 pub mod status;
+pub mod templates;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
@@ -42,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/evaluations", get(evaluate::list))
         .route("/v1/evaluations/{id}", get(evaluate::get))
         .route("/v1/evaluations/{id}/feedback", post(evaluate::feedback))
+        .merge(templates::routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::auth::middleware,

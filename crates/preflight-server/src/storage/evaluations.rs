@@ -189,6 +189,7 @@ pub trait EvaluationStore: Send + Sync {
         row: &TemplateRow,
         expected_revision: i64,
         audit: &NewAuditEvent,
+        idempotency: Option<&IdempotencyRecord>,
     ) -> Result<i64, StoreError>;
     /// Commits a batch of evaluations in one transaction (group commit), updating each
     /// template's detector under a row lock.
@@ -283,6 +284,9 @@ pub fn with_alerts(
     }
     response
 }
+
+/// Rows per multi-row INSERT: 25 parameters a row stays far below both backends' limits.
+pub const INSERT_CHUNK: usize = 64;
 
 /// Per-backend SQL that cannot be written once.
 pub trait Dialect {
@@ -422,8 +426,19 @@ macro_rules! impl_evaluation_store {
                 Ok(revision)
             }
 
-            async fn save_template(&self, row: &TemplateRow, expected_revision: i64, audit: &NewAuditEvent) -> Result<i64, StoreError> {
+            async fn save_template(
+                &self,
+                row: &TemplateRow,
+                expected_revision: i64,
+                audit: &NewAuditEvent,
+                idempotency: Option<&IdempotencyRecord>,
+            ) -> Result<i64, StoreError> {
                 let mut tx = self.pool.begin().await?;
+                if let Some(r) = idempotency {
+                    if !insert_idempotency!(&mut *tx, r) {
+                        return Err(StoreError::Conflict("idempotency key already used".into()));
+                    }
+                }
                 let revision = bump_revision!(&mut *tx, row.tenant_id);
                 let updated = sqlx::query(
                     "UPDATE templates SET name = $3, description = $4, status = $5, baseline_reliability = $6, \
@@ -463,64 +478,84 @@ macro_rules! impl_evaluation_store {
                     }
                 }
                 let mut change_points: Vec<Vec<preflight_engine::ChangePoint>> = vec![Vec::new(); batch.len()];
-                for ((tenant_id, tv), items) in per_template {
-                    let sql = format!(
-                        "SELECT detector_state FROM templates WHERE tenant_id = $1 AND id = $2{}",
-                        <$store as Dialect>::LOCK_ROW
+                if !per_template.is_empty() {
+                    // One read of every touched detector, locked in id order (a consistent
+                    // order, so concurrent batches on several replicas cannot deadlock).
+                    let mut qb = sqlx::QueryBuilder::new(
+                        "SELECT tenant_id, id, detector_state FROM templates WHERE (tenant_id, id) IN (",
                     );
-                    let state: Option<sqlx::types::Json<preflight_engine::DriftDetectorState>> = sqlx::query_scalar(&sql)
-                        .bind(tenant_id).bind(tv)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    let Some(sqlx::types::Json(mut state)) = state else { continue };
-                    for &i in &items {
-                        let w = &batch[i];
-                        if let Some(cp) = w.observation.as_ref().and_then(|o| state.observe(o)) {
-                            sqlx::query(
-                                "INSERT INTO change_points (tenant_id, template_version_id, evaluation_id, series, \
-                                 observation, detected_at, baseline_mean, recent_mean, occurred_at) \
-                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                            )
-                            .bind(tenant_id).bind(tv).bind(w.row.id).bind(series_name(cp.series))
-                            .bind(cp.observation as i64).bind(cp.detected_at as i64)
-                            .bind(cp.baseline_mean).bind(cp.recent_mean).bind(w.row.created_at)
-                            .execute(&mut *tx)
-                            .await?;
-                            change_points[i].push(cp);
+                    let mut sep = qb.separated(", ");
+                    for (tenant_id, tv) in per_template.keys() {
+                        sep.push("(");
+                        sep.push_bind_unseparated(*tenant_id);
+                        sep.push_unseparated(", ");
+                        sep.push_bind_unseparated(*tv);
+                        sep.push_unseparated(")");
+                    }
+                    qb.push(") ORDER BY id");
+                    qb.push(<$store as Dialect>::LOCK_ROW);
+                    let states: Vec<(uuid::Uuid, uuid::Uuid, sqlx::types::Json<preflight_engine::DriftDetectorState>)> =
+                        qb.build_query_as().fetch_all(&mut *tx).await?;
+                    let mut updated = Vec::with_capacity(states.len());
+                    for (tenant_id, tv, sqlx::types::Json(mut state)) in states {
+                        let Some(items) = per_template.get(&(tenant_id, tv)) else { continue };
+                        for &i in items {
+                            let w = &batch[i];
+                            if let Some(cp) = w.observation.as_ref().and_then(|o| state.observe(o)) {
+                                sqlx::query(
+                                    "INSERT INTO change_points (tenant_id, template_version_id, evaluation_id, series, \
+                                     observation, detected_at, baseline_mean, recent_mean, occurred_at) \
+                                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                                )
+                                .bind(tenant_id).bind(tv).bind(w.row.id).bind(series_name(cp.series))
+                                .bind(cp.observation as i64).bind(cp.detected_at as i64)
+                                .bind(cp.baseline_mean).bind(cp.recent_mean).bind(w.row.created_at)
+                                .execute(&mut *tx)
+                                .await?;
+                                change_points[i].push(cp);
+                            }
                         }
+                        updated.push((tenant_id, tv, state, items.len() as i64));
                     }
-                    sqlx::query(
-                        "UPDATE templates SET detector_state = $3, evaluation_count = evaluation_count + $4 \
-                         WHERE tenant_id = $1 AND id = $2",
-                    )
-                    .bind(tenant_id).bind(tv).bind(sqlx::types::Json(&state)).bind(items.len() as i64)
-                    .execute(&mut *tx)
-                    .await?;
+                    // And one write of all of them.
+                    let mut qb = sqlx::QueryBuilder::new("WITH v (tenant_id, id, state, n) AS (");
+                    qb.push_values(&updated, |mut b, (tenant_id, tv, state, n)| {
+                        b.push_bind(*tenant_id).push_bind(*tv).push_bind(sqlx::types::Json(state)).push_bind(*n);
+                    });
+                    qb.push(
+                        ") UPDATE templates SET detector_state = v.state, evaluation_count = templates.evaluation_count + v.n \
+                         FROM v WHERE templates.tenant_id = v.tenant_id AND templates.id = v.id",
+                    );
+                    qb.build().execute(&mut *tx).await?;
                 }
-                // 3. The rows, with the alerts the detector raised in their answer.
-                for (i, w) in batch.iter().enumerate() {
-                    if !stored[i] {
-                        continue;
-                    }
-                    let e = &w.row;
-                    let response = sqlx::types::Json(with_alerts(&e.response.0, e, &change_points[i]));
-                    sqlx::query(concat!(
-                        "INSERT INTO evaluations (", evaluation_columns!(),
-                        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-                         $19, $20, $21, $22, $23, $24, $25)"
-                    ))
-                    .bind(e.id).bind(e.tenant_id).bind(e.created_at).bind(&e.decision).bind(e.match_confidence)
-                    .bind(e.template_id.as_deref()).bind(e.template_version_id).bind(e.template_version)
-                    .bind(e.similarity).bind(e.drift_score).bind(e.reliability_score).bind(e.extractor_confidence)
-                    .bind(&e.extractor_vendor).bind(&e.extractor_model).bind(e.correlation_id.as_deref())
-                    .bind(e.pipeline_id.as_deref()).bind(e.client_doc_hash.as_deref()).bind(&e.layout_fingerprint)
-                    .bind(&e.replay_hash).bind(&e.engine_version).bind(&e.request).bind(&response)
-                    .bind(e.feedback_outcome.as_deref()).bind(&e.feedback).bind(e.feedback_at)
-                    .execute(&mut *tx)
-                    .await?;
-                    if let Some(r) = &w.idempotency {
+                // 3. The rows, with the alerts the detector raised in their answer, in
+                // multi-row inserts.
+                let rows: Vec<(usize, sqlx::types::Json<serde_json::Value>)> = batch
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| stored[*i])
+                    .map(|(i, w)| (i, sqlx::types::Json(with_alerts(&w.row.response.0, &w.row, &change_points[i]))))
+                    .collect();
+                for chunk in rows.chunks(INSERT_CHUNK) {
+                    let mut qb = sqlx::QueryBuilder::new(concat!("INSERT INTO evaluations (", evaluation_columns!(), ") "));
+                    qb.push_values(chunk, |mut b, (i, response)| {
+                        let e = &batch[*i].row;
+                        b.push_bind(e.id).push_bind(e.tenant_id).push_bind(e.created_at).push_bind(&e.decision)
+                            .push_bind(e.match_confidence).push_bind(e.template_id.as_deref()).push_bind(e.template_version_id)
+                            .push_bind(e.template_version).push_bind(e.similarity).push_bind(e.drift_score)
+                            .push_bind(e.reliability_score).push_bind(e.extractor_confidence).push_bind(&e.extractor_vendor)
+                            .push_bind(&e.extractor_model).push_bind(e.correlation_id.as_deref())
+                            .push_bind(e.pipeline_id.as_deref()).push_bind(e.client_doc_hash.as_deref())
+                            .push_bind(&e.layout_fingerprint).push_bind(&e.replay_hash).push_bind(&e.engine_version)
+                            .push_bind(&e.request).push_bind(response).push_bind(e.feedback_outcome.as_deref())
+                            .push_bind(&e.feedback).push_bind(e.feedback_at);
+                    });
+                    qb.build().execute(&mut *tx).await?;
+                }
+                for (i, response) in &rows {
+                    if let Some(r) = &batch[*i].idempotency {
                         sqlx::query("UPDATE idempotency_keys SET response = $3 WHERE tenant_id = $1 AND key = $2")
-                            .bind(r.tenant_id).bind(&r.key).bind(&response)
+                            .bind(r.tenant_id).bind(&r.key).bind(response)
                             .execute(&mut *tx)
                             .await?;
                     }

@@ -111,6 +111,8 @@ pub struct FailureOutcome {
 pub trait IdentityStore: Send + Sync {
     async fn count_tenants(&self) -> Result<i64, StoreError>;
     async fn get_tenant(&self, id: Uuid) -> Result<Option<Tenant>, StoreError>;
+    /// Every tenant, oldest first (operator CLI only).
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError>;
     async fn create_tenant(&self, tenant: &Tenant, audit: &NewAuditEvent)
         -> Result<(), StoreError>;
     /// Creates a tenant and its first admin user atomically.
@@ -122,11 +124,15 @@ pub trait IdentityStore: Send + Sync {
     ) -> Result<(), StoreError>;
     async fn create_user(&self, user: &User, audit: &NewAuditEvent) -> Result<(), StoreError>;
     async fn find_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError>;
+    /// Counts a failed login and locks the account when the count reaches `max_failures`.
+    /// A lock that has expired by `now` starts the count over, so every lockout window
+    /// allows at most `max_failures` guesses (not unlimited ones after the first lock).
     async fn record_login_failure(
         &self,
         tenant_id: Uuid,
         user_id: Uuid,
         max_failures: i32,
+        now: DateTime<Utc>,
         lock_until: DateTime<Utc>,
     ) -> Result<FailureOutcome, StoreError>;
     async fn reset_login_failures(&self, tenant_id: Uuid, user_id: Uuid) -> Result<(), StoreError>;
@@ -162,6 +168,9 @@ pub trait IdentityStore: Send + Sync {
     ) -> Result<Option<ApiKeyRecord>, StoreError>;
     async fn list_api_keys(&self, tenant_id: Uuid) -> Result<Vec<ApiKeyRecord>, StoreError>;
     async fn list_operator_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// A key by id in any tenant. Operator CLI only: HTTP handlers always go through a
+    /// tenant predicate instead.
+    async fn find_api_key_any_tenant(&self, id: Uuid) -> Result<Option<ApiKeyRecord>, StoreError>;
     /// Revokes a tenant's key; false when no such live key exists in that tenant.
     async fn revoke_api_key(
         &self,
@@ -223,6 +232,12 @@ macro_rules! impl_identity_store {
                     .await?)
             }
 
+            async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+                Ok(sqlx::query_as("SELECT id, name, slug, created_at FROM tenants ORDER BY created_at, id")
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
             async fn create_tenant(&self, t: &Tenant, audit: &NewAuditEvent) -> Result<(), StoreError> {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query("INSERT INTO tenants (id, name, slug, created_at) VALUES ($1, $2, $3, $4)")
@@ -271,15 +286,24 @@ macro_rules! impl_identity_store {
                 tenant_id: uuid::Uuid,
                 user_id: uuid::Uuid,
                 max_failures: i32,
+                now: chrono::DateTime<chrono::Utc>,
                 lock_until: chrono::DateTime<chrono::Utc>,
             ) -> Result<FailureOutcome, StoreError> {
-                // One statement, so concurrent failures cannot lose increments.
+                // One statement, so concurrent failures cannot lose increments. An expired
+                // lock restarts the count at this failure; without that the count would run
+                // past the limit and the account would never lock again.
                 let (failed_logins, locked_until): (i32, Option<chrono::DateTime<chrono::Utc>>) = sqlx::query_as(
-                    "UPDATE users SET failed_logins = failed_logins + 1, \
-                     locked_until = CASE WHEN failed_logins + 1 = $3 THEN $4 ELSE locked_until END \
+                    "UPDATE users SET \
+                     failed_logins = CASE WHEN locked_until IS NOT NULL AND locked_until <= $5 THEN 1 \
+                                          ELSE failed_logins + 1 END, \
+                     locked_until = CASE \
+                         WHEN locked_until IS NOT NULL AND locked_until <= $5 \
+                             THEN CASE WHEN $3 <= 1 THEN $4 ELSE NULL END \
+                         WHEN failed_logins + 1 = $3 THEN $4 \
+                         ELSE locked_until END \
                      WHERE tenant_id = $1 AND id = $2 RETURNING failed_logins, locked_until",
                 )
-                .bind(tenant_id).bind(user_id).bind(max_failures).bind(lock_until)
+                .bind(tenant_id).bind(user_id).bind(max_failures).bind(lock_until).bind(now)
                 .fetch_one(&self.pool)
                 .await?;
                 Ok(FailureOutcome {
@@ -376,6 +400,13 @@ macro_rules! impl_identity_store {
                 ))
                 .fetch_all(&self.pool)
                 .await?)
+            }
+
+            async fn find_api_key_any_tenant(&self, id: uuid::Uuid) -> Result<Option<ApiKeyRecord>, StoreError> {
+                Ok(sqlx::query_as(concat!("SELECT ", api_key_columns!(), " FROM api_keys WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?)
             }
 
             async fn revoke_api_key(&self, tenant_id: uuid::Uuid, id: uuid::Uuid, at: chrono::DateTime<chrono::Utc>, audit: &NewAuditEvent) -> Result<bool, StoreError> {

@@ -67,6 +67,9 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 pub trait Store: IdentityStore + EvaluationStore + Send + Sync + 'static {
     /// `postgresql` or `sqlite`, for status output.
     fn backend(&self) -> &'static str;
+    /// How many evaluation batches may commit at once: PostgreSQL overlaps commits (and
+    /// their WAL flushes); SQLite has one writer anyway.
+    fn max_concurrent_commits(&self) -> usize;
     /// One cheap round trip; used by `/ready`.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Applies every pending migration of this backend.

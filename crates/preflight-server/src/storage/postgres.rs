@@ -45,6 +45,10 @@ impl Store for PostgresStore {
         "postgresql"
     }
 
+    fn max_concurrent_commits(&self) -> usize {
+        4
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

@@ -57,6 +57,10 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
+    fn max_concurrent_commits(&self) -> usize {
+        1
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

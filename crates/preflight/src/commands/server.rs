@@ -6,8 +6,9 @@ use preflight_server::config::Config;
 use preflight_server::{app, secrets, telemetry};
 
 /// Reads `.env` (development only) and parses the environment; a bad configuration is one
-/// message naming every problem, and exit code 2.
-fn load_config() -> Result<Config, ExitCode> {
+/// message naming every problem, and exit code 2. Shared by every command that opens the
+/// database, so they all see the same configuration as the server.
+pub(crate) fn load_config() -> Result<Config, ExitCode> {
     let production = std::env::var("PREFLIGHT_ENV")
         .map(|v| {
             matches!(
@@ -51,6 +52,7 @@ pub fn serve() -> anyhow::Result<ExitCode> {
         }
     }
     let metrics = telemetry::install_metrics()?;
+    preflight_server::rate_limit::describe_metrics();
     runtime()?.block_on(async move {
         let state = app::build_state(config, metrics).await?;
         app::serve(state).await
