@@ -732,6 +732,54 @@ async fn idempotent_retries_store_one_row(backend: Backend) {
         .send(Method::POST, "/v1/templates", Some(&changed), &key)
         .await;
     assert_eq!(refused.status, 422, "{refused:?}");
+
+    // An exemplar added with a key is added once, whatever the retries.
+    let tpl = a.body["id"].as_str().unwrap().to_string();
+    let exemplar = json!({"structural_features": two_column_text()});
+    let key = [("idempotency-key", "exemplar-0001")];
+    let path = format!("/v1/templates/{tpl}/exemplars");
+    let first = api.send(Method::POST, &path, Some(&exemplar), &key).await;
+    let again = api.send(Method::POST, &path, Some(&exemplar), &key).await;
+    assert_eq!(first.status, 201, "{first:?}");
+    assert_eq!(again.status, 201, "{again:?}");
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    let current = api.get(&format!("/v1/templates/{tpl}")).await;
+    assert_eq!(current.body["exemplar_count"], 2, "{current:?}");
+
+    // A keyed batch with one bad document: the retry answers the stored documents with
+    // their first answers (same ids, no new rows) and decides only the bad one again.
+    let mut documents: Vec<Value> = (0..4)
+        .map(|i| doc_tagged(invoice(0.0, 5), &format!("corr-batch-idem-{i}"), "p"))
+        .collect();
+    documents[2] = json!({"structural_features": {"element_count": -1}, "extractor_metadata": {}});
+    let batch = json!({"documents": documents});
+    let key = [("idempotency-key", "batch-0001")];
+    let first = api
+        .send(Method::POST, "/v1/evaluate/batch", Some(&batch), &key)
+        .await;
+    let retry = api
+        .send(Method::POST, "/v1/evaluate/batch", Some(&batch), &key)
+        .await;
+    assert_eq!(first.status, 200, "{first:?}");
+    assert_eq!(retry.status, 200, "{retry:?}");
+    for i in [0usize, 1, 3] {
+        assert_eq!(
+            first.body["results"][i]["evaluation"]["evaluation_id"],
+            retry.body["results"][i]["evaluation"]["evaluation_id"],
+            "document {i}"
+        );
+        let rows = api
+            .all_evaluations(&format!("correlation_id=corr-batch-idem-{i}"))
+            .await;
+        assert_eq!(rows.len(), 1, "document {i}: {rows:?}");
+    }
+    assert_eq!(retry.body["results"][2]["status"], 422);
+    // Reusing the key for a different batch is refused.
+    let other = json!({"documents": [doc_tagged(invoice(0.0, 6), "corr-batch-other", "p")]});
+    let refused = api
+        .send(Method::POST, "/v1/evaluate/batch", Some(&other), &key)
+        .await;
+    assert_eq!(refused.status, 422, "{refused:?}");
 }
 
 async fn batch_answers_every_document_in_order(backend: Backend) {
