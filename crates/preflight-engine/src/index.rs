@@ -253,22 +253,39 @@ impl TemplateIndex {
             .filter_map(|(b, key)| self.bands[b].get(&key))
             .collect();
         let specific = buckets.iter().any(|v| v.len() <= cap);
-        let mut hits: Vec<u32> = Vec::new();
-        for v in buckets {
-            if !specific || v.len() <= cap {
-                hits.extend_from_slice(v);
+        let used = || {
+            buckets
+                .iter()
+                .filter(move |v| !specific || v.len() <= cap)
+                .flat_map(|v| v.iter().copied())
+        };
+        // Count collisions per slot in a dense byte array (≤ 20 bands, so u8 never
+        // overflows) instead of sorting all hits: at 100 000 templates a query touches
+        // ~24 000 (band, slot) pairs and the sort dominated the evaluation. Slots are
+        // remembered the moment they reach 2 collisions; only when fewer than `limit`
+        // do, the single-collision slots are gathered in a second pass. The ranking key
+        // (collisions desc, id hash, slot) is unchanged, so the candidates are exactly
+        // those of the former sort-and-count.
+        let mut counts = vec![0u8; self.slots.len()];
+        let mut multi: Vec<u32> = Vec::new();
+        let mut any = false;
+        for s in used() {
+            any = true;
+            let c = &mut counts[s as usize];
+            *c += 1;
+            if *c == 2 {
+                multi.push(s);
             }
         }
-        if hits.is_empty() {
-            return hits;
+        if !any {
+            return Vec::new();
         }
-        hits.sort_unstable();
-        let mut counted: Vec<(u32, u32)> = Vec::new();
-        for s in hits {
-            match counted.last_mut() {
-                Some((last, c)) if *last == s => *c += 1,
-                _ => counted.push((s, 1)),
-            }
+        let mut counted: Vec<(u32, u32)> = multi
+            .iter()
+            .map(|&s| (s, u32::from(counts[s as usize])))
+            .collect();
+        if counted.len() < limit {
+            counted.extend(used().filter(|&s| counts[s as usize] == 1).map(|s| (s, 1)));
         }
         if counted.len() > limit {
             let key = |c: &(u32, u32)| (u32::MAX - c.1, self.tie[c.0 as usize], c.0);

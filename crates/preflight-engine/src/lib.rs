@@ -36,6 +36,14 @@ pub mod diagnostics {
         crate::sketch::similarity(&doc.sketch, &t.cells, &t.scalar_mean).total
     }
 
+    /// Per-document drift score (0..1) of a document against a given template, whether or
+    /// not `evaluate` would report that template (the quality benchmark measures drift of
+    /// perturbed layouts against their source template, including ones that became NEW).
+    pub fn drift(doc: &ValidatedDocument, t: &Template) -> f64 {
+        let sim = crate::sketch::similarity(&doc.sketch, &t.cells, &t.scalar_mean);
+        crate::drift::document_drift(&sim, t).0
+    }
+
     /// Exact Jaccard between the document's and the template's LSH token sets.
     pub fn token_jaccard(doc: &ValidatedDocument, t: &Template) -> f64 {
         let a = doc.sketch.tokens();

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ApiQuery, Violations};
+use super::extract::{next_cursor, page, ApiQuery, Violations};
 use crate::app::AppState;
 use crate::auth::{store_unavailable, Principal, Scope};
 use crate::error::ApiError;
@@ -45,22 +45,9 @@ pub async fn list(
     principal.require(Scope::Admin)?;
     let tenant_id = principal.tenant()?;
     let mut v = Violations::default();
-    let limit = q.limit.unwrap_or(100);
-    v.check(
-        (1..=1000).contains(&limit),
-        "limit",
-        "must be between 1 and 1000",
-    );
-    let before_id = match q.cursor.as_deref() {
-        None => None,
-        Some(c) => match c.parse::<i64>() {
-            Ok(id) if id > 0 => Some(id),
-            _ => {
-                v.add("cursor", "not a cursor returned by this endpoint");
-                None
-            }
-        },
-    };
+    // Audit ids are positive; anything else cannot have come from this endpoint.
+    let (limit, before_id) = page::<std::num::NonZeroU64>(&mut v, q.limit, q.cursor.as_deref());
+    let before_id = before_id.map(|id| id.get() as i64);
     v.into_result()?;
     let items = state
         .store()
@@ -77,8 +64,6 @@ pub async fn list(
         )
         .await
         .map_err(store_unavailable)?;
-    let next_cursor = (items.len() as i64 == limit)
-        .then(|| items.last().map(|e| e.id.to_string()))
-        .flatten();
+    let next_cursor = next_cursor(&items, limit, |e| e.id);
     Ok(Json(AuditPage { items, next_cursor }))
 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::extract::{parse_json_body, ApiQuery, Violations};
+use super::extract::{next_cursor, page, parse_json_body, ApiQuery, Violations};
 use crate::app::AppState;
 use crate::auth::{store_unavailable, Principal, Scope};
 use crate::error::{ApiError, FieldError};
@@ -513,12 +513,7 @@ pub async fn list(
     principal.require(Scope::Read)?;
     let tenant_id = principal.tenant()?;
     let mut v = Violations::default();
-    let limit = q.limit.unwrap_or(100);
-    v.check(
-        (1..=1000).contains(&limit),
-        "limit",
-        "must be between 1 and 1000",
-    );
+    let (limit, before_id) = page::<Uuid>(&mut v, q.limit, q.cursor.as_deref());
     if let Some(d) = &q.decision {
         v.check(
             matches!(d.as_str(), "MATCH" | "REVIEW" | "NEW" | "REJECT"),
@@ -538,16 +533,6 @@ pub async fn list(
             );
         }
     }
-    let before_id = match q.cursor.as_deref() {
-        None => None,
-        Some(c) => match Uuid::parse_str(c) {
-            Ok(id) => Some(id),
-            Err(_) => {
-                v.add("cursor", "not a cursor returned by this endpoint");
-                None
-            }
-        },
-    };
     v.into_result()?;
     let rows = state
         .store()
@@ -568,9 +553,7 @@ pub async fn list(
         )
         .await
         .map_err(store_unavailable)?;
-    let next_cursor = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|r| r.id.to_string()))
-        .flatten();
+    let next_cursor = next_cursor(&rows, limit, |r| r.id);
     Ok(Json(EvaluationPage {
         items: rows.into_iter().map(EvaluationView::from).collect(),
         next_cursor,

@@ -193,3 +193,42 @@ pub fn parse_json_value<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError>
         }
     }
 }
+
+/// Largest page any list route returns.
+pub const MAX_PAGE: i64 = 1000;
+/// Page size when the client names none.
+pub const DEFAULT_PAGE: i64 = 100;
+
+/// The checked `limit` and `cursor` of a list request. Cursors are the id of the last item
+/// of the previous page, so pages neither skip nor repeat rows while new ones arrive.
+pub fn page<C: std::str::FromStr>(
+    v: &mut Violations,
+    limit: Option<i64>,
+    cursor: Option<&str>,
+) -> (i64, Option<C>) {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    v.check(
+        (1..=MAX_PAGE).contains(&limit),
+        "limit",
+        "must be between 1 and 1000",
+    );
+    let cursor = cursor.and_then(|c| match c.parse::<C>() {
+        Ok(parsed) => Some(parsed),
+        Err(_) => {
+            v.add("cursor", "not a cursor returned by this endpoint");
+            None
+        }
+    });
+    (limit, cursor)
+}
+
+/// The cursor of the page after `items`: present only when the page was full.
+pub fn next_cursor<T, K: ToString>(
+    items: &[T],
+    limit: i64,
+    id: impl Fn(&T) -> K,
+) -> Option<String> {
+    (items.len() as i64 == limit)
+        .then(|| items.last().map(|last| id(last).to_string()))
+        .flatten()
+}

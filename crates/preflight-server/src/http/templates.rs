@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::extract::{parse_json_body, ApiJson, ApiQuery, Violations};
+use super::extract::{next_cursor, page, parse_json_body, ApiJson, ApiQuery, Violations};
 use super::observe::RequestId;
 use crate::app::AppState;
 use crate::audit::{self, AuditExt};
@@ -772,12 +772,7 @@ pub async fn list(
     principal.require(Scope::Read)?;
     let tenant_id = principal.tenant()?;
     let mut v = Violations::default();
-    let limit = q.limit.unwrap_or(100);
-    v.check(
-        (1..=1000).contains(&limit),
-        "limit",
-        "must be between 1 and 1000",
-    );
+    let (limit, after_id) = page::<Uuid>(&mut v, q.limit, q.cursor.as_deref());
     if let Some(s) = &q.status {
         v.check(
             STATUSES.contains(&s.as_str()),
@@ -785,16 +780,6 @@ pub async fn list(
             "must be draft, active, deprecated or archived",
         );
     }
-    let after_id = match q.cursor.as_deref() {
-        None => None,
-        Some(c) => match Uuid::parse_str(c) {
-            Ok(id) => Some(id),
-            Err(_) => {
-                v.add("cursor", "not a cursor returned by this endpoint");
-                None
-            }
-        },
-    };
     v.into_result()?;
     let rows = state
         .store()
@@ -809,9 +794,7 @@ pub async fn list(
         )
         .await
         .map_err(store_unavailable)?;
-    let next_cursor = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|r| r.id.to_string()))
-        .flatten();
+    let next_cursor = next_cursor(&rows, limit, |r| r.id);
     Ok(Json(TemplatePage {
         items: rows.iter().map(|r| TemplateView::of(r, false)).collect(),
         next_cursor,
