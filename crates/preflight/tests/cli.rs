@@ -262,22 +262,6 @@ fn json_lines(o: &Output) -> Vec<Value> {
         .collect()
 }
 
-/// The tenant-admin key the embedded server prints once on its first start.
-async fn banner_key(server: &TestServer) -> String {
-    for _ in 0..100 {
-        let logs = server.logs();
-        if let Some(at) = logs.find("pf_") {
-            let key: String = logs[at..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-                .collect();
-            return key;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("no API key in the first-start banner:\n{}", server.logs());
-}
-
 fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
@@ -423,7 +407,7 @@ async fn features_reports_bad_inputs_by_file_name_with_documented_exit_codes() {
 #[tokio::test]
 async fn evaluate_a_folder_prints_results_in_order_with_a_summary_and_exit_codes() {
     let server = TestServer::start(ServerOptions::default()).await;
-    let key = banner_key(&server).await;
+    let key = server.first_start_key();
     let env = [
         ("PREFLIGHT_URL", server.base.as_str()),
         ("PREFLIGHT_API_KEY", key.as_str()),
@@ -572,7 +556,7 @@ async fn evaluate_a_folder_prints_results_in_order_with_a_summary_and_exit_codes
 #[tokio::test]
 async fn evaluate_sends_and_stores_layout_only_and_retries_are_idempotent() {
     let server = TestServer::start(ServerOptions::default()).await;
-    let key = banner_key(&server).await;
+    let key = server.first_start_key();
     let env = [
         ("PREFLIGHT_URL", server.base.as_str()),
         ("PREFLIGHT_API_KEY", key.as_str()),
@@ -1088,7 +1072,7 @@ async fn templates_register_sends_the_layout_and_prints_the_created_template() {
 #[tokio::test]
 async fn a_registered_sample_matches_itself_and_other_layouts_stay_new() {
     let server = TestServer::start(ServerOptions::default()).await;
-    let key = banner_key(&server).await;
+    let key = server.first_start_key();
     let env = [
         ("PREFLIGHT_URL", server.base.as_str()),
         ("PREFLIGHT_API_KEY", key.as_str()),
@@ -1159,7 +1143,7 @@ async fn shared_data_azure_invoices_match_their_registered_template() {
     let group = data.join("extractors/azure/same_template/contoso_invoices_v2.0");
     let other = data.join("extractors/azure/same_template/hero_purchase_orders_v2.0");
     let server = TestServer::start(ServerOptions::default()).await;
-    let key = banner_key(&server).await;
+    let key = server.first_start_key();
     let env = [
         ("PREFLIGHT_URL", server.base.as_str()),
         ("PREFLIGHT_API_KEY", key.as_str()),

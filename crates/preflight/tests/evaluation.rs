@@ -288,21 +288,6 @@ fn base_options() -> ServerOptions {
         .with("API_KEY_SALT", test_secret())
 }
 
-/// The tenant-admin key printed once on a fresh install's first start.
-fn first_start_key(logs: &str) -> String {
-    let at = logs
-        .find("first start")
-        .unwrap_or_else(|| panic!("no first-start key in the log:\n{logs}"));
-    let rest = &logs[at..];
-    let i = rest
-        .find("pf_")
-        .expect("a pf_ key after the first-start line");
-    rest[i..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-        .collect()
-}
-
 async fn start(backend: Backend) -> Ctx {
     let (options, db) = match backend {
         Backend::Embedded => (base_options(), None),
@@ -318,7 +303,7 @@ async fn start(backend: Backend) -> Ctx {
         }
     };
     let server = TestServer::start(options).await;
-    let key = first_start_key(&server.logs());
+    let key = server.first_start_key();
     let api = Api::new(&server.base, ("x-api-key", key));
     Ctx {
         server,
@@ -1352,7 +1337,7 @@ async fn database_outage_under_load_loses_no_acknowledged_write() {
             .with("DATABASE_CONNECT_TIMEOUT_SECONDS", "1"),
     )
     .await;
-    let api = Api::new(&server.base, ("x-api-key", first_start_key(&server.logs())));
+    let api = Api::new(&server.base, ("x-api-key", server.first_start_key()));
     api.create_template(&json!({"template_id": "inv", "structural_features": invoice(0.0, 5)}))
         .await;
     assert_eq!(
@@ -1481,7 +1466,7 @@ async fn a_template_created_on_one_instance_is_used_by_another_within_a_second()
     )
     .await;
     let b = TestServer::start(options().with("API_KEY_SALT", salt).with("JWT_SECRET", jwt)).await;
-    let key = first_start_key(&a.logs());
+    let key = a.first_start_key();
     let api_a = Api::new(&a.base, ("x-api-key", key.clone()));
     let api_b = Api::new(&b.base, ("x-api-key", key));
 

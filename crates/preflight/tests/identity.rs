@@ -342,19 +342,6 @@ fn actions(rows: &[Value]) -> BTreeSet<String> {
         .collect()
 }
 
-/// The tenant-admin key the server printed on its first start (the only line that has it).
-fn banner_key(server: &TestServer) -> String {
-    let logs = server.logs();
-    let at = logs
-        .find("PREFLIGHT_API_KEY=pf_")
-        .unwrap_or_else(|| panic!("no first-start key in the output:\n{logs}"))
-        + "PREFLIGHT_API_KEY=".len();
-    logs[at..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-        .collect()
-}
-
 // ---------------------------------------------------------------------------------------
 // JWTs built by hand
 
@@ -430,7 +417,7 @@ on_both_backends!(
 /// with debug logging on, and no secret anywhere in the output.
 async fn full_key_lifecycle(backend: Backend) {
     let s = stack(backend, &[("LOG_LEVEL", "debug")]).await;
-    let first_start_key = banner_key(&s.server);
+    let first_start_key = s.server.first_start_key();
     let account = signup(&s, "Lifecycle Ltd", "owner@lifecycle.example").await;
     let token = login_ok(&s, &account.email, PASSWORD).await;
 

@@ -123,21 +123,6 @@ fn assert_rate_limited(r: &Reply, limit: u64, max_retry: u64) {
     assert!((1..=61).contains(&reset), "{r:?}");
 }
 
-/// The tenant-admin key printed once on a fresh install's first start.
-fn first_start_key(logs: &str) -> String {
-    let at = logs
-        .find("first start")
-        .unwrap_or_else(|| panic!("no first-start key in the log:\n{logs}"));
-    let rest = &logs[at..];
-    let i = rest
-        .find("pf_")
-        .expect("a pf_ key after the first-start line");
-    rest[i..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-        .collect()
-}
-
 fn base_options(jwt_secret: &str, salt: &str) -> ServerOptions {
     ServerOptions::default()
         .with("JWT_SECRET", jwt_secret)
@@ -153,7 +138,7 @@ async fn embedded(extra: &[(&str, &str)]) -> (TestServer, String) {
         options = options.with(k, *v);
     }
     let server = TestServer::start(options).await;
-    let key = first_start_key(&server.logs());
+    let key = server.first_start_key();
     (server, key)
 }
 
@@ -226,7 +211,7 @@ async fn two_replicas_sharing_redis_admit_exactly_the_limit_with_decreasing_head
     };
     // The first-start key is printed by the first process on the empty database only.
     let a = TestServer::start(options()).await;
-    let admin = first_start_key(&a.logs());
+    let admin = a.first_start_key();
     let b = TestServer::start(options()).await;
     assert!(
         !b.logs().contains("pf_"),
@@ -326,7 +311,7 @@ async fn refused_requests_are_not_processed_and_a_keys_own_limit_holds() {
             .with("REDIS_URL", redis_url()),
     )
     .await;
-    let admin = first_start_key(&server.logs());
+    let admin = server.first_start_key();
     let client = http_client();
 
     let limited = create_key(

@@ -220,6 +220,22 @@ impl TestServer {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// The tenant-admin key printed once in the first-start banner (development mode on an
+    /// empty database). The banner is written before the server listens, so it is there
+    /// once the server is healthy.
+    pub fn first_start_key(&self) -> String {
+        let logs = self.logs();
+        let marker = "PREFLIGHT_API_KEY=";
+        let at = logs
+            .find(&format!("{marker}pf_"))
+            .unwrap_or_else(|| panic!("no first-start key in the output:\n{logs}"))
+            + marker.len();
+        logs[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+            .collect()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
     }
