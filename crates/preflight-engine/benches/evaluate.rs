@@ -2,7 +2,7 @@
 //! memory per template. Templates and documents come from the seeded generator in
 //! `tests/support/synth.rs`, so every run measures the same data.
 //!
-//! Run: `CARGO_TARGET_DIR=/tmp/target-engine cargo bench -p preflight-engine -- --warm-up-time 1 --measurement-time 3`
+//! Run: `cargo bench -p preflight-engine -- --warm-up-time 1 --measurement-time 3`
 
 #[path = "../tests/support/synth.rs"]
 mod synth;

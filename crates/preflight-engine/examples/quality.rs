@@ -1,7 +1,7 @@
 //! Measures identification quality on the shared real data and fits the confidence
 //! calibration knots (`calibration::S_NEW`, `calibration::S_MATCH`).
 //!
-//! Run: `CARGO_TARGET_DIR=/tmp/target-engine cargo run --release -p preflight-engine --example quality`
+//! Run: `cargo run --release -p preflight-engine --example quality`
 //!
 //! Protocol: SROIE issuers with ≥ 5 receipts and the 3 VRDU FARA templates become templates
 //! (first 3 documents of each group, by file name, are the exemplars). SROIE groups are
