@@ -107,7 +107,8 @@ async fn commit_batch(store: &dyn Store, mut jobs: Vec<Job>) {
     if jobs.is_empty() {
         return;
     }
-    let writes: Vec<EvaluationWrite> = jobs.iter().map(|j| j.write.clone()).collect();
+    let (writes, replies): (Vec<EvaluationWrite>, Vec<_>) =
+        jobs.into_iter().map(|j| (j.write, j.reply)).unzip();
     let started = std::time::Instant::now();
     let result: Result<Vec<WriteOutcome>, StoreError> = store.commit_evaluations(&writes).await;
     tracing::debug!(
@@ -118,15 +119,15 @@ async fn commit_batch(store: &dyn Store, mut jobs: Vec<Job>) {
     metrics::histogram!("evaluation_batch_size").record(writes.len() as f64);
     match result {
         Ok(outcomes) => {
-            for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                let _ = job.reply.send(Ok(outcome));
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(Ok(outcome));
             }
         }
         Err(e) => {
             tracing::warn!(error = %e, batch = writes.len(), "evaluation batch not committed");
             let message = e.to_string();
-            for job in jobs {
-                let _ = job.reply.send(Err(message.clone()));
+            for reply in replies {
+                let _ = reply.send(Err(message.clone()));
             }
         }
     }

@@ -2,6 +2,12 @@
 
 mod commands;
 
+// The request path allocates many small, short-lived JSON values; mimalloc handles that
+// pattern with far less time in the allocator than glibc malloc (measured: allocator
+// functions were about a third of the server's CPU profile under load).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};

@@ -107,7 +107,9 @@ fn tag_checks(v: &mut Violations, prefix: &str, req: &EvaluateRequest) {
 /// A decided document, ready to be committed.
 struct Decided {
     write: EvaluationWrite,
-    response: EvaluateResponse,
+    /// The answer as decided (the stored row holds the same JSON).
+    answer: serde_json::Value,
+    decision: &'static str,
 }
 
 /// Validates and decides one document; field errors carry `prefix` (e.g. `documents[3].`).
@@ -115,6 +117,7 @@ async fn decide(
     state: &AppState,
     tenant_id: Uuid,
     req: EvaluateRequest,
+    request_json: serde_json::Value,
     prefix: &str,
 ) -> Result<Decided, ApiError> {
     let started = Instant::now();
@@ -171,6 +174,7 @@ async fn decide(
         created_at,
         runner_up: evaluation.runner_up.clone(),
     };
+    let answer = serde_json::to_value(&response).map_err(ApiError::internal)?;
     let row = EvaluationRow {
         id,
         tenant_id,
@@ -195,8 +199,10 @@ async fn decide(
         layout_fingerprint: evaluation.layout_fingerprint.clone(),
         replay_hash: evaluation.replay_hash.clone(),
         engine_version: evaluation.engine_version.clone(),
-        request: sqlx::types::Json(serde_json::to_value(&req).map_err(ApiError::internal)?),
-        response: sqlx::types::Json(serde_json::to_value(&response).map_err(ApiError::internal)?),
+        // The request as received (already parsed once): metadata only, re-serialized by
+        // nobody but the database driver.
+        request: sqlx::types::Json(request_json),
+        response: sqlx::types::Json(answer.clone()),
         feedback_outcome: None,
         feedback: None,
         feedback_at: None,
@@ -207,7 +213,8 @@ async fn decide(
             row,
             idempotency: None,
         },
-        response,
+        answer,
+        decision: evaluation.decision.as_str(),
     })
 }
 
@@ -223,15 +230,41 @@ fn write_error(e: WriteError) -> ApiError {
     }
 }
 
-/// The committed answer: the stored response with its alerts.
-fn committed_response(d: &Decided, outcome: &WriteOutcome) -> serde_json::Value {
-    match outcome {
-        WriteOutcome::Stored { change_points } => crate::storage::evaluations::with_alerts(
-            &d.write.row.response.0,
-            &d.write.row,
-            change_points,
-        ),
-        WriteOutcome::Duplicate => d.write.row.response.0.clone(),
+/// What was decided, kept by the handler while the row itself goes to the writer.
+struct Pending {
+    answer: serde_json::Value,
+    decision: &'static str,
+    template_id: Option<String>,
+    template_version_id: Option<Uuid>,
+}
+
+impl Decided {
+    /// Splits into the write (moved to the writer) and what the answer needs afterwards.
+    fn split(self) -> (EvaluationWrite, Pending) {
+        let pending = Pending {
+            answer: self.answer,
+            decision: self.decision,
+            template_id: self.write.row.template_id.clone(),
+            template_version_id: self.write.row.template_version_id,
+        };
+        (self.write, pending)
+    }
+}
+
+impl Pending {
+    /// The committed answer: as decided, plus the alerts its commit raised.
+    fn committed(self, outcome: &WriteOutcome) -> serde_json::Value {
+        match outcome {
+            WriteOutcome::Stored { change_points } if !change_points.is_empty() => {
+                crate::storage::evaluations::with_alerts(
+                    self.answer,
+                    self.template_id.as_deref(),
+                    self.template_version_id,
+                    change_points,
+                )
+            }
+            _ => self.answer,
+        }
     }
 }
 
@@ -258,14 +291,15 @@ pub async fn evaluate(
         Begin::None => None,
     };
     let value: serde_json::Value = parse_json_body(&headers, &body)?;
-    let req = parse_evaluate_request(value, "")?;
-    let mut decided = decide(&state, tenant_id, req, "").await?;
-    decided.write.idempotency = key
+    let req = parse_evaluate_request(&value, "")?;
+    let decided = decide(&state, tenant_id, req, value, "").await?;
+    let (mut write, pending) = decided.split();
+    write.idempotency = key
         .as_ref()
-        .map(|k| k.record(StatusCode::OK, &decided.write.row.response.0));
+        .map(|k| k.record(StatusCode::OK, &pending.answer));
     let outcome = state
         .writer()
-        .write_all(vec![decided.write.clone()])
+        .write_all(vec![write])
         .await
         .pop()
         .expect("one result per write")
@@ -278,10 +312,11 @@ pub async fn evaluate(
             }
         }
     }
-    let body = committed_response(&decided, &outcome);
-    metrics::histogram!(EVALUATION_LATENCY, "decision" => decided.response.decision.clone())
+    let decision = pending.decision;
+    let body = pending.committed(&outcome);
+    metrics::histogram!(EVALUATION_LATENCY, "decision" => decision)
         .record(started.elapsed().as_secs_f64());
-    state.count_evaluation(&decided.response.decision);
+    state.count_evaluation(decision);
     Ok((StatusCode::OK, Json(body)).into_response())
 }
 
@@ -363,15 +398,15 @@ pub async fn evaluate_batch(
             continue;
         }
         let prefix = format!("documents[{i}].");
-        let outcome = match parse_evaluate_request(raw, &prefix) {
-            Ok(r) => decide(&state, tenant_id, r, &prefix).await,
+        let outcome = match parse_evaluate_request(&raw, &prefix) {
+            Ok(r) => decide(&state, tenant_id, r, raw, &prefix).await,
             Err(e) => Err(e),
         };
         match outcome {
             Ok(mut d) => {
                 d.write.idempotency = batch_key
                     .as_ref()
-                    .map(|k| k.item(i).record(StatusCode::OK, &d.write.row.response.0));
+                    .map(|k| k.item(i).record(StatusCode::OK, &d.answer));
                 decided.push((i, d));
             }
             Err(e @ ApiError::Validation(_)) => {
@@ -385,9 +420,16 @@ pub async fn evaluate_batch(
             Err(e) => return Err(e),
         }
     }
-    let writes = decided.iter().map(|(_, d)| d.write.clone()).collect();
+    let (writes, pending): (Vec<EvaluationWrite>, Vec<(usize, Pending)>) = decided
+        .into_iter()
+        .map(|(i, d)| {
+            let (w, p) = d.split();
+            (w, (i, p))
+        })
+        .unzip();
     let outcomes = state.writer().write_all(writes).await;
-    for ((i, d), outcome) in decided.iter().zip(outcomes) {
+    for ((i, d), outcome) in pending.into_iter().zip(outcomes) {
+        let i = &i;
         results[*i] = Some(match outcome {
             // A concurrent retry stored this item first: answer what it stored.
             Ok(WriteOutcome::Duplicate) => match stored_item(
@@ -416,13 +458,13 @@ pub async fn evaluate_batch(
                 }
             },
             Ok(o) => {
-                state.count_evaluation(&d.response.decision);
-                metrics::histogram!(EVALUATION_LATENCY, "decision" => d.response.decision.clone())
+                state.count_evaluation(d.decision);
+                metrics::histogram!(EVALUATION_LATENCY, "decision" => d.decision)
                     .record(started.elapsed().as_secs_f64());
                 BatchItem {
                     index: *i,
                     status: 200,
-                    evaluation: Some(committed_response(d, &o)),
+                    evaluation: Some(d.committed(&o)),
                     error: None,
                 }
             }
@@ -884,11 +926,11 @@ pub fn shape_violations(value: &serde_json::Value, prefix: &str) -> Result<(), A
 
 /// Parses an evaluate request, reporting every shape problem together.
 fn parse_evaluate_request(
-    value: serde_json::Value,
+    value: &serde_json::Value,
     prefix: &str,
 ) -> Result<EvaluateRequest, ApiError> {
-    shape_violations(&value, prefix)?;
-    serde_json::from_value(value).map_err(|e| {
+    shape_violations(value, prefix)?;
+    EvaluateRequest::deserialize(value).map_err(|e| {
         ApiError::Validation(vec![FieldError {
             field: if prefix.is_empty() {
                 "body".into()

@@ -254,18 +254,18 @@ pub fn series_name(series: preflight_engine::DriftSeries) -> &'static str {
 
 /// The answer of an evaluation with the change points it triggered as `alerts`.
 pub fn with_alerts(
-    response: &serde_json::Value,
-    row: &EvaluationRow,
+    mut response: serde_json::Value,
+    template_id: Option<&str>,
+    template_version_id: Option<Uuid>,
     change_points: &[ChangePoint],
 ) -> serde_json::Value {
-    let mut response = response.clone();
     let alerts: Vec<serde_json::Value> = change_points
         .iter()
         .map(|cp| {
             serde_json::json!({
                 "type": "TEMPLATE_CHANGE_POINT",
-                "template_id": row.template_id,
-                "template_version_id": row.template_version_id,
+                "template_id": template_id,
+                "template_version_id": template_version_id,
                 "series": series_name(cp.series),
                 "observation": cp.observation,
                 "detected_at_observation": cp.detected_at,
@@ -530,11 +530,26 @@ macro_rules! impl_evaluation_store {
                 }
                 // 3. The rows, with the alerts the detector raised in their answer, in
                 // multi-row inserts.
-                let rows: Vec<(usize, sqlx::types::Json<serde_json::Value>)> = batch
+                // Only answers that gained alerts are rebuilt; the others are stored as decided.
+                let patched: Vec<Option<sqlx::types::Json<serde_json::Value>>> = batch
+                    .iter()
+                    .enumerate()
+                    .map(|(i, w)| {
+                        (stored[i] && !change_points[i].is_empty()).then(|| {
+                            sqlx::types::Json(with_alerts(
+                                w.row.response.0.clone(),
+                                w.row.template_id.as_deref(),
+                                w.row.template_version_id,
+                                &change_points[i],
+                            ))
+                        })
+                    })
+                    .collect();
+                let rows: Vec<(usize, &sqlx::types::Json<serde_json::Value>)> = batch
                     .iter()
                     .enumerate()
                     .filter(|(i, _)| stored[*i])
-                    .map(|(i, w)| (i, sqlx::types::Json(with_alerts(&w.row.response.0, &w.row, &change_points[i]))))
+                    .map(|(i, w)| (i, patched[i].as_ref().unwrap_or(&w.row.response)))
                     .collect();
                 for chunk in rows.chunks(INSERT_CHUNK) {
                     let mut qb = sqlx::QueryBuilder::new(concat!("INSERT INTO evaluations (", evaluation_columns!(), ") "));
