@@ -290,6 +290,10 @@ pub const INSERT_CHUNK: usize = 64;
 
 /// Per-backend SQL that cannot be written once.
 pub trait Dialect {
+    /// Starts a transaction that will write. SQLite needs `BEGIN IMMEDIATE`: a deferred
+    /// transaction that reads first cannot upgrade to a writer once another connection
+    /// has written (it fails with "database is locked" instead of waiting).
+    const BEGIN_WRITE: &'static str;
     /// Appended to a SELECT that reads a row the transaction will update.
     const LOCK_ROW: &'static str;
 }
@@ -402,7 +406,7 @@ macro_rules! impl_evaluation_store {
             }
 
             async fn create_template(&self, row: &TemplateRow, audit: &NewAuditEvent, idempotency: Option<&IdempotencyRecord>) -> Result<i64, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(<$store as Dialect>::BEGIN_WRITE).await?;
                 if let Some(r) = idempotency {
                     if !insert_idempotency!(&mut *tx, r) {
                         return Err(StoreError::Conflict("idempotency key already used".into()));
@@ -433,7 +437,7 @@ macro_rules! impl_evaluation_store {
                 audit: &NewAuditEvent,
                 idempotency: Option<&IdempotencyRecord>,
             ) -> Result<i64, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(<$store as Dialect>::BEGIN_WRITE).await?;
                 if let Some(r) = idempotency {
                     if !insert_idempotency!(&mut *tx, r) {
                         return Err(StoreError::Conflict("idempotency key already used".into()));
@@ -462,7 +466,7 @@ macro_rules! impl_evaluation_store {
             }
 
             async fn commit_evaluations(&self, batch: &[EvaluationWrite]) -> Result<Vec<WriteOutcome>, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(<$store as Dialect>::BEGIN_WRITE).await?;
                 // 1. Claim idempotency keys; an item whose key is taken stores nothing.
                 let mut stored = vec![true; batch.len()];
                 for (i, w) in batch.iter().enumerate() {
@@ -618,7 +622,7 @@ macro_rules! impl_evaluation_store {
                 template: Option<(&TemplateRow, i64)>,
                 idempotency: Option<&IdempotencyRecord>,
             ) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(<$store as Dialect>::BEGIN_WRITE).await?;
                 if let Some(r) = idempotency {
                     if !insert_idempotency!(&mut *tx, r) {
                         return Err(StoreError::Conflict("idempotency key already used".into()));

@@ -239,7 +239,7 @@ macro_rules! impl_identity_store {
             }
 
             async fn create_tenant(&self, t: &Tenant, audit: &NewAuditEvent) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(<$store as Dialect>::BEGIN_WRITE).await?;
                 sqlx::query("INSERT INTO tenants (id, name, slug, created_at) VALUES ($1, $2, $3, $4)")
                     .bind(t.id).bind(&t.name).bind(&t.slug).bind(t.created_at)
                     .execute(&mut *tx)
@@ -251,7 +251,7 @@ macro_rules! impl_identity_store {
             }
 
             async fn signup(&self, t: &Tenant, admin: &User, audit: &NewAuditEvent) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(<$store as Dialect>::BEGIN_WRITE).await?;
                 sqlx::query("INSERT INTO tenants (id, name, slug, created_at) VALUES ($1, $2, $3, $4)")
                     .bind(t.id).bind(&t.name).bind(&t.slug).bind(t.created_at)
                     .execute(&mut *tx)
@@ -264,7 +264,7 @@ macro_rules! impl_identity_store {
             }
 
             async fn create_user(&self, u: &User, audit: &NewAuditEvent) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(<$store as Dialect>::BEGIN_WRITE).await?;
                 insert_user!(&mut *tx, u);
                 insert_audit!(&mut *tx, audit);
                 tx.commit().await?;
@@ -328,7 +328,7 @@ macro_rules! impl_identity_store {
                 tokens_valid_after: chrono::DateTime<chrono::Utc>,
                 audit: &NewAuditEvent,
             ) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(<$store as Dialect>::BEGIN_WRITE).await?;
                 sqlx::query(
                     "UPDATE users SET password_hash = $3, tokens_valid_after = $4, failed_logins = 0, \
                      locked_until = NULL WHERE tenant_id = $1 AND id = $2",
@@ -353,7 +353,7 @@ macro_rules! impl_identity_store {
             }
 
             async fn revoke_token(&self, jti: &str, expires_at: chrono::DateTime<chrono::Utc>, audit: &NewAuditEvent) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(<$store as Dialect>::BEGIN_WRITE).await?;
                 sqlx::query("INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING")
                     .bind(jti).bind(expires_at)
                     .execute(&mut *tx)
@@ -369,7 +369,7 @@ macro_rules! impl_identity_store {
             }
 
             async fn create_api_key(&self, k: &ApiKeyRecord, audit: &NewAuditEvent) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(<$store as Dialect>::BEGIN_WRITE).await?;
                 insert_api_key!(&mut *tx, k);
                 insert_audit!(&mut *tx, audit);
                 tx.commit().await?;
@@ -410,7 +410,7 @@ macro_rules! impl_identity_store {
             }
 
             async fn revoke_api_key(&self, tenant_id: uuid::Uuid, id: uuid::Uuid, at: chrono::DateTime<chrono::Utc>, audit: &NewAuditEvent) -> Result<bool, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(<$store as Dialect>::BEGIN_WRITE).await?;
                 let done = sqlx::query(
                     "UPDATE api_keys SET revoked_at = $3 WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL",
                 )
@@ -426,7 +426,7 @@ macro_rules! impl_identity_store {
             }
 
             async fn revoke_operator_key(&self, id: uuid::Uuid, at: chrono::DateTime<chrono::Utc>, audit: &NewAuditEvent) -> Result<bool, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(<$store as Dialect>::BEGIN_WRITE).await?;
                 let done = sqlx::query(
                     "UPDATE api_keys SET revoked_at = $2 WHERE tenant_id IS NULL AND operator AND id = $1 AND revoked_at IS NULL",
                 )
@@ -448,7 +448,7 @@ macro_rules! impl_identity_store {
                 replacement: &ApiKeyRecord,
                 audit: &NewAuditEvent,
             ) -> Result<bool, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(<$store as Dialect>::BEGIN_WRITE).await?;
                 let revoked = sqlx::query(
                     "UPDATE api_keys SET revoked_at = $3 WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL",
                 )
@@ -467,7 +467,7 @@ macro_rules! impl_identity_store {
             }
 
             async fn touch_api_keys(&self, used: &[(uuid::Uuid, chrono::DateTime<chrono::Utc>)]) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(<$store as Dialect>::BEGIN_WRITE).await?;
                 for (id, at) in used {
                     sqlx::query(
                         "UPDATE api_keys SET last_used_at = $2 WHERE id = $1 \

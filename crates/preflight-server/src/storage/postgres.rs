@@ -81,6 +81,7 @@ impl Store for PostgresStore {
 impl_identity_store!(PostgresStore);
 
 impl Dialect for PostgresStore {
+    const BEGIN_WRITE: &'static str = "BEGIN";
     const LOCK_ROW: &'static str = " FOR UPDATE";
 }
 

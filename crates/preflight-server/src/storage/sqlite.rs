@@ -95,6 +95,7 @@ impl Store for SqliteStore {
 impl_identity_store!(SqliteStore);
 
 impl Dialect for SqliteStore {
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     const LOCK_ROW: &'static str = "";
 }
 
