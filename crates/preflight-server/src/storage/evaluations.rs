@@ -288,16 +288,6 @@ pub fn with_alerts(
 /// Rows per multi-row INSERT: 25 parameters a row stays far below both backends' limits.
 pub const INSERT_CHUNK: usize = 64;
 
-/// Per-backend SQL that cannot be written once.
-pub trait Dialect {
-    /// Starts a transaction that will write. SQLite needs `BEGIN IMMEDIATE`: a deferred
-    /// transaction that reads first cannot upgrade to a writer once another connection
-    /// has written (it fails with "database is locked" instead of waiting).
-    const BEGIN_WRITE: &'static str;
-    /// Appended to a SELECT that reads a row the transaction will update.
-    const LOCK_ROW: &'static str;
-}
-
 macro_rules! template_columns {
     () => {
         "id, tenant_id, template_id, version, name, description, status, baseline_reliability, \

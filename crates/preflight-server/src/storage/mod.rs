@@ -89,6 +89,71 @@ pub async fn open(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
     }
 }
 
+/// What differs between the backends; everything else is written once.
+pub trait Dialect {
+    /// `postgresql` or `sqlite`, for status output.
+    const NAME: &'static str;
+    /// How many evaluation batches may commit at once: PostgreSQL overlaps commits (and
+    /// their WAL flushes); SQLite has one writer anyway.
+    const MAX_CONCURRENT_COMMITS: usize;
+    /// A query answering whether the migrations table exists yet.
+    const MIGRATIONS_TABLE_EXISTS: &'static str;
+    /// Starts a transaction that will write. SQLite needs `BEGIN IMMEDIATE`: a deferred
+    /// transaction that reads first cannot upgrade to a writer once another connection
+    /// has written (it fails with "database is locked" instead of waiting).
+    const BEGIN_WRITE: &'static str;
+    /// Appended to a SELECT that reads a row the transaction will update.
+    const LOCK_ROW: &'static str;
+}
+
+/// The [`Store`] implementation shared by both backends, given the backend's migrator.
+macro_rules! impl_store {
+    ($store:ty, $migrator:expr) => {
+        #[async_trait::async_trait]
+        impl $crate::storage::Store for $store {
+            fn backend(&self) -> &'static str {
+                <$store as $crate::storage::Dialect>::NAME
+            }
+
+            fn max_concurrent_commits(&self) -> usize {
+                <$store as $crate::storage::Dialect>::MAX_CONCURRENT_COMMITS
+            }
+
+            async fn ping(&self) -> Result<(), StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn migrate(&self) -> Result<(), StoreError> {
+                $migrator.run(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
+                let exists: bool = sqlx::query_scalar(
+                    <$store as $crate::storage::Dialect>::MIGRATIONS_TABLE_EXISTS,
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                let applied: Vec<i64> = if exists {
+                    sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                        .fetch_all(&self.pool)
+                        .await?
+                } else {
+                    Vec::new()
+                };
+                Ok($crate::storage::missing_versions(&$migrator, &applied))
+            }
+
+            async fn close(&self) {
+                self.pool.close().await;
+            }
+        }
+    };
+}
+
+pub(crate) use impl_store;
+
 /// Versions in `known` that are absent from `applied`.
 fn missing_versions(known: &sqlx::migrate::Migrator, applied: &[i64]) -> Vec<i64> {
     known

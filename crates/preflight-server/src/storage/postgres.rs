@@ -2,12 +2,11 @@
 
 use std::str::FromStr;
 
-use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::evaluations::*;
 use super::identity::*;
-use super::{missing_versions, Store, StoreError};
+use super::{impl_store, Dialect, StoreError};
 use crate::config::Config;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -39,48 +38,15 @@ impl PostgresStore {
     }
 }
 
-#[async_trait]
-impl Store for PostgresStore {
-    fn backend(&self) -> &'static str {
-        "postgresql"
-    }
-
-    fn max_concurrent_commits(&self) -> usize {
-        4
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
-        let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-            .fetch_one(&self.pool)
-            .await?;
-        let applied: Vec<i64> = if exists {
-            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-                .fetch_all(&self.pool)
-                .await?
-        } else {
-            Vec::new()
-        };
-        Ok(missing_versions(&MIGRATOR, &applied))
-    }
-
-    async fn close(&self) {
-        self.pool.close().await;
-    }
-}
+impl_store!(PostgresStore, MIGRATOR);
 
 impl_identity_store!(PostgresStore);
 
 impl Dialect for PostgresStore {
+    const NAME: &'static str = "postgresql";
+    const MAX_CONCURRENT_COMMITS: usize = 4;
+    const MIGRATIONS_TABLE_EXISTS: &'static str =
+        "SELECT to_regclass('_sqlx_migrations') IS NOT NULL";
     const BEGIN_WRITE: &'static str = "BEGIN";
     const LOCK_ROW: &'static str = " FOR UPDATE";
 }
