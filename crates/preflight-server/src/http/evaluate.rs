@@ -840,7 +840,7 @@ const EXTRACTOR_FIELDS: [(&str, Kind); 5] = [
     ("confidence", Kind::Number),
     ("latency_ms", Kind::Number),
 ];
-/// Box errors reported per request at most, so a broken client gets a readable answer.
+/// Shape problems reported per request at most, so a broken client gets a readable answer.
 const MAX_SHAPE_ERRORS: usize = 100;
 
 fn check_fields(
