@@ -168,20 +168,19 @@ fn v2(b: &mut LayoutBuilder, ar: &Value) -> Result<(), AdapterError> {
     for doc in arr(ar, "documentResults") {
         if let Some(fields) = doc.get("fields").and_then(Value::as_object) {
             for f in fields.values() {
-                v2_field(b, f, &sizes, 0)?;
+                v2_field(b, f, &sizes)?;
             }
         }
     }
     Ok(())
 }
 
-/// Located fields (leaves with `boundingBox` and `page`) become `value` boxes; arrays and
-/// objects are walked so list items (invoice line items) count like flat fields.
-fn v2_field(
-    b: &mut LayoutBuilder,
+/// Calls `leaf` on every field without children. Arrays and objects are walked so list
+/// items (invoice line items) count like flat fields; both schema generations nest the same.
+fn for_each_leaf_field(
     f: &Value,
-    sizes: &Sizes,
     depth: usize,
+    leaf: &mut dyn FnMut(&Value) -> Result<(), AdapterError>,
 ) -> Result<(), AdapterError> {
     if depth > 16 || !f.is_object() {
         return Ok(());
@@ -189,28 +188,38 @@ fn v2_field(
     let mut children = false;
     for item in arr(f, "valueArray") {
         children = true;
-        v2_field(b, item, sizes, depth + 1)?;
+        for_each_leaf_field(item, depth + 1, leaf)?;
     }
     if let Some(obj) = f.get("valueObject").and_then(Value::as_object) {
         for v in obj.values() {
             children = true;
-            v2_field(b, v, sizes, depth + 1)?;
+            for_each_leaf_field(v, depth + 1, leaf)?;
         }
     }
-    if !children && f.get("boundingBox").is_some() {
-        if let Some(page) = page_index(f, "page") {
-            let page = b.page(page)?;
-            let size = sizes.get(&page).copied();
-            b.push_scaled(
-                page,
-                ElementType::Value,
-                flat_polygon(f.get("boundingBox")),
-                size,
-                conf(f),
-            );
-        }
+    if !children {
+        leaf(f)?;
     }
     Ok(())
+}
+
+/// Located v2 fields (leaves with `boundingBox` and `page`) become `value` boxes.
+fn v2_field(b: &mut LayoutBuilder, f: &Value, sizes: &Sizes) -> Result<(), AdapterError> {
+    for_each_leaf_field(f, 0, &mut |leaf| {
+        if leaf.get("boundingBox").is_some() {
+            if let Some(page) = page_index(leaf, "page") {
+                let page = b.page(page)?;
+                let size = sizes.get(&page).copied();
+                b.push_scaled(
+                    page,
+                    ElementType::Value,
+                    flat_polygon(leaf.get("boundingBox")),
+                    size,
+                    conf(leaf),
+                );
+            }
+        }
+        Ok(())
+    })
 }
 
 fn v3(b: &mut LayoutBuilder, ar: &Value) -> Result<(), AdapterError> {
@@ -325,7 +334,7 @@ fn v3(b: &mut LayoutBuilder, ar: &Value) -> Result<(), AdapterError> {
     for doc in arr(ar, "documents") {
         if let Some(fields) = doc.get("fields").and_then(Value::as_object) {
             for f in fields.values() {
-                v3_field(b, f, &sizes, 0)?;
+                v3_field(b, f, &sizes)?;
             }
         }
     }
@@ -353,28 +362,8 @@ fn regions(
     Ok(())
 }
 
-fn v3_field(
-    b: &mut LayoutBuilder,
-    f: &Value,
-    sizes: &Sizes,
-    depth: usize,
-) -> Result<(), AdapterError> {
-    if depth > 16 || !f.is_object() {
-        return Ok(());
-    }
-    let mut children = false;
-    for item in arr(f, "valueArray") {
-        children = true;
-        v3_field(b, item, sizes, depth + 1)?;
-    }
-    if let Some(obj) = f.get("valueObject").and_then(Value::as_object) {
-        for v in obj.values() {
-            children = true;
-            v3_field(b, v, sizes, depth + 1)?;
-        }
-    }
-    if !children {
-        regions(b, f, ElementType::Value, sizes, conf(f))?;
-    }
-    Ok(())
+fn v3_field(b: &mut LayoutBuilder, f: &Value, sizes: &Sizes) -> Result<(), AdapterError> {
+    for_each_leaf_field(f, 0, &mut |leaf| {
+        regions(b, leaf, ElementType::Value, sizes, conf(leaf))
+    })
 }
