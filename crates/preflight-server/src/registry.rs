@@ -109,7 +109,8 @@ impl TemplateRegistry {
         let _guard = entry.sync.lock().await;
         let known = entry.state.read().unwrap().revision;
         let current = self.store.template_revision(tenant_id).await?;
-        if current <= known && known > 0 {
+        // Every template change bumps the revision, so revision 0 means none ever existed.
+        if current <= known {
             return Ok(());
         }
         let rows = self.store.templates_changed_since(tenant_id, known).await?;
