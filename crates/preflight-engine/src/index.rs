@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::sketch::{band_keys, similarity, DocSketch, SimDetail, LSH_BANDS};
+use crate::sketch::{band_keys, coarse_similarity, similarity, DocSketch, SimDetail, LSH_BANDS};
 use crate::template::Template;
 
 /// Deterministic FNV-1a-style hasher with a final mix (keys are ids and LSH band hashes).
@@ -41,6 +41,9 @@ type FixedMap<K, V> = HashMap<K, V, BuildHasherDefault<FixedHasher>>;
 
 /// Indexes at or below this size are scored exhaustively.
 pub const DEFAULT_EXHAUSTIVE_LIMIT: usize = 64;
+
+/// The LSH stage proposes this many times `max_candidates` for the coarse ranking.
+pub const COARSE_POOL_FACTOR: usize = 8;
 
 /// Buckets up to this size are always used; larger ones only above 1 % of the index.
 pub const MIN_BUCKET_CAP: usize = 256;
@@ -206,7 +209,7 @@ impl TemplateIndex {
                     .iter()
                     .filter_map(|&s| self.slots[s as usize].as_ref())
                     .map(|t| {
-                        let mut sim = similarity(doc, &t.cells, &t.scalar_mean);
+                        let mut sim = similarity(doc, t);
                         sim.total = 1.0;
                         Scored {
                             template: t,
@@ -222,21 +225,29 @@ impl TemplateIndex {
                 }
             }
         }
+        let keep = max_candidates.max(1);
         let slots: Vec<u32> = if self.len() <= self.exhaustive_limit {
             self.by_id.values().copied().collect()
         } else {
-            self.lsh_candidates(&doc.signature, max_candidates.max(1))
+            self.lsh_candidates(&doc.signature, keep * COARSE_POOL_FACTOR)
         };
+        // Two stages: the cheap coarse similarity ranks every candidate, then only the best
+        // `max_candidates` get the (costlier, sharper) box alignment and the final rank.
         let mut out: Vec<Scored<'_>> = slots
             .iter()
             .filter_map(|&s| self.slots[s as usize].as_ref())
             .map(|t| Scored {
                 template: t,
-                sim: similarity(doc, &t.cells, &t.scalar_mean),
+                sim: coarse_similarity(doc, &t.cells, &t.scalar_mean),
                 exact: false,
             })
             .collect();
         let n = out.len();
+        sort_scored(&mut out);
+        out.truncate(keep);
+        for s in out.iter_mut() {
+            s.sim = s.sim.with_align(s.template.align_with(&doc.boxes));
+        }
         sort_scored(&mut out);
         (out, n)
     }

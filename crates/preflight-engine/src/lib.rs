@@ -6,6 +6,7 @@
 //! field errors for a 422), [`TemplateIndex`] holds a tenant's [`Template`]s, and [`evaluate`]
 //! produces an [`Evaluation`]. See `docs/engine.md` for the design and its parameters.
 
+mod align;
 pub mod calibration;
 pub mod drift;
 pub mod evaluate;
@@ -33,15 +34,31 @@ pub mod diagnostics {
 
     /// Raw layout similarity of a document to a template (0..1).
     pub fn similarity(doc: &ValidatedDocument, t: &Template) -> f64 {
-        crate::sketch::similarity(&doc.sketch, &t.cells, &t.scalar_mean).total
+        crate::sketch::similarity(&doc.sketch, t).total
     }
 
     /// Per-document drift score (0..1) of a document against a given template, whether or
     /// not `evaluate` would report that template (the quality benchmark measures drift of
     /// perturbed layouts against their source template, including ones that became NEW).
     pub fn drift(doc: &ValidatedDocument, t: &Template) -> f64 {
-        let sim = crate::sketch::similarity(&doc.sketch, &t.cells, &t.scalar_mean);
+        let sim = crate::sketch::similarity(&doc.sketch, t);
         crate::drift::document_drift(&sim, t).0
+    }
+
+    /// Coarse (grids and scalars) similarity of a document to a template.
+    pub fn coarse_similarity(doc: &ValidatedDocument, t: &Template) -> f64 {
+        crate::sketch::coarse_similarity(&doc.sketch, &t.cells, &t.scalar_mean).coarse
+    }
+
+    pub use crate::align::AlignParams;
+
+    /// Box-alignment similarity of a document to a template (closest exemplar) with
+    /// explicit tolerances.
+    pub fn align_similarity(doc: &ValidatedDocument, t: &Template, p: &AlignParams) -> f64 {
+        t.box_sets
+            .iter()
+            .map(|b| crate::align::align_similarity(&doc.sketch.boxes, b, p))
+            .fold(0.0, f64::max)
     }
 
     /// Exact Jaccard between the document's and the template's LSH token sets.

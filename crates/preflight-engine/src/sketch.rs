@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::align::BoxSet;
 use crate::features::{ElementType, StructuralFeatures};
 
 /// Element-type groups that get their own grid channel.
@@ -26,7 +27,7 @@ pub(crate) const RES_WEIGHTS: [f64; 3] = [0.25, 0.35, 0.40];
 /// Share of the final similarity carried by the grids; the rest is the scalar term.
 pub(crate) const GRID_WEIGHT: f64 = 0.85;
 /// Trimmed share on each side when computing the content box, against stray specks.
-const TRIM: f64 = 0.02;
+const TRIM: f64 = 0.05;
 /// Minimum content extent (page units) so a one-line document is not blown up.
 const MIN_CONTENT_EXTENT: f64 = 0.05;
 /// Minimum box extent in normalized coordinates so thin rules and dots still register.
@@ -143,6 +144,8 @@ pub(crate) struct DocSketch {
     pub totals: [[u64; 3]; GROUPS],
     pub scalars: [f64; NS],
     pub signature: Vec<u32>,
+    /// The boxes themselves, for the fine alignment (see `align`).
+    pub boxes: BoxSet,
 }
 
 impl DocSketch {
@@ -199,6 +202,7 @@ impl DocSketch {
             totals,
             scalars: scalars_of(f),
             signature: Vec::new(),
+            boxes: BoxSet::build(boxes),
         };
         s.signature = minhash(s.tokens().into_iter());
         s
@@ -335,19 +339,38 @@ pub(crate) struct ProfileCell {
     pub weight: u8,
 }
 
-/// Similarity of a document to a template profile, with the parts drift reports need.
+/// Similarity of a document to a template, with the parts drift reports need.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SimDetail {
     pub grid: f64,
     /// Grid similarity per element group; `None` when the group is absent from both.
     pub groups: [Option<f64>; GROUPS],
     pub scalar_parts: [f64; NS],
+    /// Grids and scalars combined (the coarse similarity that ranks candidates).
+    pub coarse: f64,
+    /// Box alignment to the closest exemplar (`None` until the candidate is aligned).
+    pub align: Option<f64>,
+    /// The similarity decisions use: coarse and alignment blended (see [`ALIGN_WEIGHT`]).
     pub total: f64,
 }
 
-/// Weighted generalized Jaccard between the dense document grid and a sparse profile.
-/// Cells the template never occupies weigh 1 (255): unexpected content always counts.
-pub(crate) fn similarity(
+/// Share of the final similarity carried by the box alignment (rest: the coarse term).
+/// Chosen on the quality benchmark's tune partition (docs/quality.md, "Tuning").
+pub(crate) const ALIGN_WEIGHT: f64 = 0.3;
+
+impl SimDetail {
+    /// Adds the alignment score and recomputes the total.
+    pub(crate) fn with_align(mut self, align: f64) -> SimDetail {
+        self.align = Some(align);
+        self.total = (ALIGN_WEIGHT * align + (1.0 - ALIGN_WEIGHT) * self.coarse).clamp(0.0, 1.0);
+        self
+    }
+}
+
+/// Coarse similarity: weighted generalized Jaccard between the dense document grid and a
+/// sparse profile, plus the scalar term. Cells the template never occupies weigh 1 (255):
+/// unexpected content always counts.
+pub(crate) fn coarse_similarity(
     doc: &DocSketch,
     cells: &[ProfileCell],
     scalar_means: &[f64; NS],
@@ -410,6 +433,14 @@ pub(crate) fn similarity(
         grid,
         groups,
         scalar_parts,
+        coarse: total.clamp(0.0, 1.0),
+        align: None,
         total: total.clamp(0.0, 1.0),
     }
+}
+
+
+/// Full similarity of a document to a template: coarse term and box alignment.
+pub(crate) fn similarity(doc: &DocSketch, t: &crate::template::Template) -> SimDetail {
+    coarse_similarity(doc, &t.cells, &t.scalar_mean).with_align(t.align_with(&doc.boxes))
 }

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::align::{align_similarity, AlignParams, BoxSet, MAX_EXEMPLAR_SETS};
 use crate::features::{ExtractorMetadata, StructuralFeatures};
 use crate::sketch::{key_is_token, minhash, DocSketch, ProfileCell, NS, SCALAR_NAMES, TOKEN_MIN};
 use crate::validate::{analyze_layout, check_features, ValidationErrors, MAX_STRING_LEN};
@@ -67,6 +68,8 @@ pub struct Template {
     pub(crate) scalar_sd: [f64; NS],
     pub(crate) signature: Vec<u32>,
     pub(crate) fingerprints: Vec<[u8; 32]>,
+    /// Box sets of the first exemplars, for the fine alignment.
+    pub(crate) box_sets: Vec<BoxSet>,
 }
 
 impl Template {
@@ -146,6 +149,7 @@ impl Template {
             scalar_sd: [0.0; NS],
             signature: Vec::new(),
             fingerprints: Vec::new(),
+            box_sets: Vec::new(),
         };
         for (s, f) in &sketches {
             t.accumulate(s, f);
@@ -203,6 +207,11 @@ impl Template {
             + self.cells.capacity() * std::mem::size_of::<ProfileCell>()
             + self.signature.capacity() * 4
             + self.fingerprints.capacity() * 32
+            + self
+                .box_sets
+                .iter()
+                .map(|b| std::mem::size_of::<BoxSet>() + b.approx_memory_bytes())
+                .sum::<usize>()
             + self
                 .correction_rules
                 .iter()
@@ -272,6 +281,9 @@ impl Template {
             self.scalar_sum[i] += s.scalars[i];
             self.scalar_sq[i] += s.scalars[i] * s.scalars[i];
         }
+        if self.box_sets.len() < MAX_EXEMPLAR_SETS {
+            self.box_sets.push(s.boxes.clone());
+        }
         let fp = crate::fingerprint::layout_fingerprint(f);
         let mut raw = [0u8; 32];
         if hex::decode_to_slice(&fp, &mut raw).is_ok() && !self.fingerprints.contains(&raw) {
@@ -312,6 +324,15 @@ impl Template {
         if n == 1 {
             self.acc = Vec::new();
         }
+    }
+
+    /// Box-alignment similarity of a document's boxes to the closest exemplar.
+    pub(crate) fn align_with(&self, boxes: &BoxSet) -> f64 {
+        let p = AlignParams::default();
+        self.box_sets
+            .iter()
+            .map(|b| align_similarity(boxes, b, &p))
+            .fold(0.0, f64::max)
     }
 
     /// LSH tokens: coarse cells occupied in at least half of the exemplars, strongly enough.

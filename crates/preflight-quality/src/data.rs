@@ -65,6 +65,16 @@ pub fn load(dir: &Path) -> Result<Corpus, String> {
     Ok(Corpus { docs, data_version })
 }
 
+/// Issuers that appear in SROIE under two legal names normalization cannot join, mapped
+/// to the name kept. McDonald's Malaysia receipts are printed by "Gerbang Alaf Restaurants
+/// Sdn Bhd (formerly known as Golden Arches Restaurants Sdn Bhd)" and annotators picked
+/// either name; Domino's Pizza Malaysia receipts are issued by its operator Dommal Food
+/// Services. Each pair is one issuer, so one group.
+pub const ISSUER_ALIASES: [(&str, &str); 2] = [
+    ("GOLDENARCHESRESTAURANTS", "GERBANGALAFRESTAURANTS"),
+    ("DOMMALFOODSERVICES", "DOMINOPIZZA"),
+];
+
 /// Normalizes an SROIE company name so issuer variants group together
 /// ("MR. D.I.Y. (KUCHAI) SDN BHD" and "MR. D.I.Y. (M) SDN BHD" → "MRDIY").
 pub fn normalize_company(c: &str) -> String {
@@ -78,10 +88,15 @@ pub fn normalize_company(c: &str) -> String {
             _ => {}
         }
     }
-    s.split_whitespace()
+    let name = s
+        .split_whitespace()
         .filter(|w| !matches!(*w, "SDN" | "BHD" | "SDNBHD" | "S" | "B" | "M"))
         .collect::<Vec<_>>()
-        .concat()
+        .concat();
+    match ISSUER_ALIASES.iter().find(|(alias, _)| *alias == name) {
+        Some((_, kept)) => kept.to_string(),
+        None => name,
+    }
 }
 
 pub fn levenshtein(a: &str, b: &str) -> usize {

@@ -1,0 +1,323 @@
+//! Box alignment: a fine-grained similarity that pairs the individual boxes of a document
+//! with those of a template exemplar.
+//!
+//! Occupancy grids (see `sketch`) are robust but coarse: every receipt is a centred column
+//! of text lines, so unrelated receipts look alike on a 16×16 grid. Two documents of the
+//! same layout share the *exact* positions and widths of most of their boxes (the same
+//! printed header, the same field labels), which a grid blurs away. Here each box is
+//! compared with the template's boxes of the same element group by left edge, top edge and
+//! log width, after the two layouts are put in a common frame:
+//!
+//! * the **page frame** (page coordinates as sent), right when the page itself is the
+//!   reference (forms, re-extractions of the same scan), and
+//! * the **content frame**: origin at the content's robust left/top edge, unit = the
+//!   content's robust width, so scans of the same layout at another scale or crop line up.
+//!
+//! In each frame a vertical offset is voted from box pairs of similar left edge and width
+//! (the two strongest offsets are kept, so a header and a footer separated by a
+//! variable-length body both align). A box's match quality is the best kernel product
+//! over its candidates; the score is the harmonic mean of the document-side and
+//! template-side mean qualities (added boxes lower the first, dropped boxes the second),
+//! and the best frame wins.
+
+use crate::sketch::{group_of, NormBox, MAX_PAGES};
+
+/// Boxes kept per layout (in page/top/left order); more add cost, not discrimination.
+pub(crate) const MAX_ALIGN_BOXES: usize = 400;
+/// Exemplar box sets kept per template (the first ones learned).
+pub(crate) const MAX_EXEMPLAR_SETS: usize = 8;
+
+/// Tolerances of the alignment (kernel radii) and the offset search.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AlignParams {
+    /// Position tolerance in page units (page frame).
+    pub tol_page: f64,
+    /// Position tolerance in content widths (content frame).
+    pub tol_content: f64,
+    /// Tolerance on ln(width ratio).
+    pub tol_log_width: f64,
+    /// Largest vertical offset searched, in frame units.
+    pub max_shift: f64,
+}
+
+impl Default for AlignParams {
+    fn default() -> Self {
+        AlignParams {
+            tol_page: 0.02,
+            tol_content: 0.03,
+            tol_log_width: 0.15,
+            max_shift: 0.25,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ABox {
+    /// page * GROUPS + group: boxes only pair within the same channel.
+    channel: u16,
+    x0: f32,
+    y0: f32,
+    /// ln(width) in page units.
+    lw: f32,
+}
+
+/// Robust content extent of one page (page units).
+#[derive(Debug, Clone, Copy, Default)]
+struct Frame {
+    x0: f32,
+    y0: f32,
+    width: f32,
+}
+
+/// The boxes of one layout, ready for alignment.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BoxSet {
+    /// Sorted by (channel, y0, x0).
+    boxes: Vec<ABox>,
+    /// Start index of each channel in `boxes` (len = channels + 1).
+    starts: Vec<u32>,
+    frames: Vec<Frame>,
+}
+
+const CHANNELS: usize = MAX_PAGES * crate::sketch::GROUPS;
+
+impl BoxSet {
+    pub(crate) fn build(boxes: &[NormBox]) -> BoxSet {
+        let mut v: Vec<ABox> = boxes
+            .iter()
+            .map(|b| ABox {
+                channel: (b.page.min(MAX_PAGES - 1) * crate::sketch::GROUPS + group_of(b.etype))
+                    as u16,
+                x0: b.x0 as f32,
+                y0: b.y0 as f32,
+                lw: ((b.x1 - b.x0).max(1e-4)).ln() as f32,
+            })
+            .collect();
+        v.sort_by(|a, b| {
+            (a.channel, a.y0, a.x0)
+                .partial_cmp(&(b.channel, b.y0, b.x0))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        if v.len() > MAX_ALIGN_BOXES {
+            // Evenly spaced subsample keeps the layout's shape, deterministically.
+            let n = v.len();
+            v = (0..MAX_ALIGN_BOXES)
+                .map(|i| v[i * n / MAX_ALIGN_BOXES])
+                .collect();
+        }
+        let mut starts = vec![0u32; CHANNELS + 1];
+        for b in &v {
+            starts[b.channel as usize + 1] += 1;
+        }
+        for c in 0..CHANNELS {
+            starts[c + 1] += starts[c];
+        }
+        let mut frames = vec![Frame::default(); MAX_PAGES];
+        for (page, frame) in frames.iter_mut().enumerate() {
+            let on: Vec<&NormBox> = boxes
+                .iter()
+                .filter(|b| b.page.min(MAX_PAGES - 1) == page)
+                .collect();
+            if on.is_empty() {
+                continue;
+            }
+            let mut xs: Vec<f64> = on.iter().map(|b| b.x0).collect();
+            let mut xe: Vec<f64> = on.iter().map(|b| b.x1).collect();
+            let mut ys: Vec<f64> = on.iter().map(|b| b.y0).collect();
+            xs.sort_by(f64::total_cmp);
+            xe.sort_by(f64::total_cmp);
+            ys.sort_by(f64::total_cmp);
+            let n = on.len();
+            // Robust edges: ignore the outermost ~5 % (stray specks, noise boxes).
+            let k = n / 20;
+            let x0 = xs[k];
+            let x1 = xe[n - 1 - k];
+            *frame = Frame {
+                x0: x0 as f32,
+                y0: ys[k] as f32,
+                width: (x1 - x0).max(0.05) as f32,
+            };
+        }
+        BoxSet {
+            boxes: v,
+            starts,
+            frames,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.boxes.len()
+    }
+
+    fn channel(&self, c: usize) -> &[ABox] {
+        &self.boxes[self.starts[c] as usize..self.starts[c + 1] as usize]
+    }
+
+    pub(crate) fn approx_memory_bytes(&self) -> usize {
+        self.boxes.capacity() * std::mem::size_of::<ABox>()
+            + self.starts.capacity() * 4
+            + self.frames.capacity() * std::mem::size_of::<Frame>()
+    }
+}
+
+/// A frame transform: x' = (x − ox) / s, y' = (y − oy) / s, per page.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    set: &'a BoxSet,
+    content: bool,
+}
+
+impl View<'_> {
+    #[inline]
+    fn frame(&self, channel: usize) -> (f32, f32, f32) {
+        if self.content {
+            let f = self.set.frames[channel / crate::sketch::GROUPS];
+            (f.x0, f.y0, f.width)
+        } else {
+            (0.0, 0.0, 1.0)
+        }
+    }
+}
+
+#[inline]
+fn kernel(d: f32, tol: f32) -> f32 {
+    let u = d / tol;
+    (1.0 - u * u).max(0.0)
+}
+
+/// Alignment similarity (0..1) of a document's boxes to one exemplar's boxes.
+pub(crate) fn align_similarity(doc: &BoxSet, ex: &BoxSet, p: &AlignParams) -> f64 {
+    if doc.len() == 0 || ex.len() == 0 {
+        return if doc.len() == ex.len() { 1.0 } else { 0.0 };
+    }
+    let page = frame_score(doc, ex, false, p.tol_page as f32, p);
+    let content = frame_score(doc, ex, true, p.tol_content as f32, p);
+    page.max(content)
+}
+
+fn frame_score(doc: &BoxSet, ex: &BoxSet, content: bool, tol: f32, p: &AlignParams) -> f64 {
+    let dv = View { set: doc, content };
+    let ev = View { set: ex, content };
+    let tw = p.tol_log_width as f32;
+    let max_shift = p.max_shift as f32;
+    let bin = tol / 2.0;
+    let nbins = (2.0 * max_shift / bin).ceil() as usize + 1;
+    let mut votes = vec![0f32; nbins];
+    // Vote for vertical offsets (doc − template) from pairs alike in left edge and width.
+    for c in 0..CHANNELS {
+        let (ds, es) = (doc.channel(c), ex.channel(c));
+        if ds.is_empty() || es.is_empty() {
+            continue;
+        }
+        let (dox, doy, dsc) = dv.frame(c);
+        let (eox, eoy, esc) = ev.frame(c);
+        let dlw = dsc.ln();
+        let elw = esc.ln();
+        for d in ds {
+            let dx = (d.x0 - dox) / dsc;
+            let dy = (d.y0 - doy) / dsc;
+            let dl = d.lw - dlw;
+            // Template boxes whose y' lies within ±max_shift of the document box.
+            let lo = eoy + (dy - max_shift) * esc;
+            let hi = eoy + (dy + max_shift) * esc;
+            let from = es.partition_point(|e| e.y0 < lo);
+            for e in es[from..].iter().take_while(|e| e.y0 <= hi) {
+                let ex_ = (e.x0 - eox) / esc;
+                let w = kernel(dx - ex_, tol) * kernel(dl - (e.lw - elw), tw);
+                if w > 0.0 {
+                    let shift = dy - (e.y0 - eoy) / esc;
+                    let b = ((shift + max_shift) / bin).round() as isize;
+                    if b >= 0 && (b as usize) < nbins {
+                        votes[b as usize] += w;
+                    }
+                }
+            }
+        }
+    }
+    let shifts = peaks(&votes, bin, max_shift, tol);
+    if shifts.is_empty() {
+        return 0.0;
+    }
+    let md = side_score(dv, ev, &shifts, tol, tw);
+    let neg: Vec<f32> = shifts.iter().map(|s| -s).collect();
+    let mt = side_score(ev, dv, &neg, tol, tw);
+    if md + mt <= 0.0 {
+        0.0
+    } else {
+        f64::from(2.0 * md * mt / (md + mt))
+    }
+}
+
+/// The two strongest offsets (smoothed over neighbouring bins), at least `tol` apart.
+fn peaks(votes: &[f32], bin: f32, max_shift: f32, tol: f32) -> Vec<f32> {
+    let n = votes.len();
+    let smooth: Vec<f32> = (0..n)
+        .map(|i| {
+            votes[i]
+                + 0.5 * (if i > 0 { votes[i - 1] } else { 0.0 })
+                + 0.5 * (if i + 1 < n { votes[i + 1] } else { 0.0 })
+        })
+        .collect();
+    let best = |skip: Option<usize>| {
+        let mut b: Option<(usize, f32)> = None;
+        for (i, &v) in smooth.iter().enumerate() {
+            if v <= 0.0 {
+                continue;
+            }
+            if let Some(s) = skip {
+                if ((i as f32 - s as f32) * bin).abs() < tol * 2.0 {
+                    continue;
+                }
+            }
+            if b.is_none_or(|(_, bv)| v > bv) {
+                b = Some((i, v));
+            }
+        }
+        b
+    };
+    let mut out = Vec::new();
+    if let Some((i, _)) = best(None) {
+        out.push(i as f32 * bin - max_shift);
+        if let Some((j, _)) = best(Some(i)) {
+            out.push(j as f32 * bin - max_shift);
+        }
+    }
+    out
+}
+
+/// Mean over `a`'s boxes of the best match quality among `b`'s boxes, for any of the
+/// offsets (a' − b').
+fn side_score(a: View<'_>, b: View<'_>, shifts: &[f32], tol: f32, tw: f32) -> f32 {
+    let mut sum = 0.0f32;
+    for c in 0..CHANNELS {
+        let (as_, bs) = (a.set.channel(c), b.set.channel(c));
+        if as_.is_empty() || bs.is_empty() {
+            continue;
+        }
+        let (aox, aoy, asc) = a.frame(c);
+        let (box_, boy, bsc) = b.frame(c);
+        let (alw, blw) = (asc.ln(), bsc.ln());
+        for x in as_ {
+            let ax = (x.x0 - aox) / asc;
+            let ay = (x.y0 - aoy) / asc;
+            let al = x.lw - alw;
+            let mut best = 0.0f32;
+            for &s in shifts {
+                let target = ay - s;
+                let lo = boy + (target - tol) * bsc;
+                let hi = boy + (target + tol) * bsc;
+                let from = bs.partition_point(|e| e.y0 < lo);
+                for e in bs[from..].iter().take_while(|e| e.y0 <= hi) {
+                    let q = kernel(ax - (e.x0 - box_) / bsc, tol)
+                        * kernel(target - (e.y0 - boy) / bsc, tol)
+                        * kernel(al - (e.lw - blw), tw);
+                    if q > best {
+                        best = q;
+                    }
+                }
+            }
+            sum += best;
+        }
+    }
+    sum / a.set.len() as f32
+}
