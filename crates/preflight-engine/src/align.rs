@@ -77,7 +77,14 @@ pub(crate) struct BoxSet {
     /// Start index of each channel in `boxes` (len = channels + 1).
     starts: Vec<u32>,
     frames: Vec<Frame>,
+    /// Which (left edge, log width) bins, in the content frame, hold a box: a cheap,
+    /// vertically invariant shape signature that preselects candidates for alignment.
+    shape: [u64; SHAPE_WORDS],
 }
+
+const SHAPE_X_BINS: usize = 32;
+const SHAPE_W_BINS: usize = 16;
+const SHAPE_WORDS: usize = SHAPE_X_BINS * SHAPE_W_BINS / 64;
 
 const CHANNELS: usize = MAX_PAGES * crate::sketch::GROUPS;
 
@@ -138,10 +145,41 @@ impl BoxSet {
                 width: (x1 - x0).max(0.05) as f32,
             };
         }
+        let mut shape = [0u64; SHAPE_WORDS];
+        for b in boxes {
+            let f = frames[b.page.min(MAX_PAGES - 1)];
+            let x = (b.x0 - f64::from(f.x0)) / f64::from(f.width);
+            let lw = ((b.x1 - b.x0).max(1e-4) / f64::from(f.width)).ln();
+            let xb = ((x + 0.1) / 1.2 * SHAPE_X_BINS as f64).floor();
+            let wb = ((lw + 4.0) / 4.2 * SHAPE_W_BINS as f64).floor();
+            let wb = wb.clamp(0.0, (SHAPE_W_BINS - 1) as f64) as usize;
+            // Each box also marks the neighbouring left-edge bins, so jitter does not
+            // move it out of its own bin.
+            for dx in -1i64..=1 {
+                let xi = (xb as i64 + dx).clamp(0, SHAPE_X_BINS as i64 - 1) as usize;
+                let bit = wb * SHAPE_X_BINS + xi;
+                shape[bit / 64] |= 1 << (bit % 64);
+            }
+        }
         BoxSet {
             boxes: v,
             starts,
             frames,
+            shape,
+        }
+    }
+
+    /// Jaccard similarity of the two shape signatures (0..1).
+    pub(crate) fn shape_similarity(&self, other: &BoxSet) -> f64 {
+        let (mut inter, mut union) = (0u32, 0u32);
+        for (a, b) in self.shape.iter().zip(other.shape.iter()) {
+            inter += (a & b).count_ones();
+            union += (a | b).count_ones();
+        }
+        if union == 0 {
+            1.0
+        } else {
+            f64::from(inter) / f64::from(union)
         }
     }
 

@@ -40,7 +40,7 @@ impl Hasher for FixedHasher {
 type FixedMap<K, V> = HashMap<K, V, BuildHasherDefault<FixedHasher>>;
 
 /// Indexes at or below this size are scored exhaustively.
-pub const DEFAULT_EXHAUSTIVE_LIMIT: usize = 64;
+pub const DEFAULT_EXHAUSTIVE_LIMIT: usize = 512;
 
 /// The LSH stage proposes this many times `max_candidates` for the coarse ranking.
 pub const COARSE_POOL_FACTOR: usize = 8;
@@ -231,8 +231,10 @@ impl TemplateIndex {
         } else {
             self.lsh_candidates(&doc.signature, keep * COARSE_POOL_FACTOR)
         };
-        // Two stages: the cheap coarse similarity ranks every candidate, then only the best
-        // `max_candidates` get the (costlier, sharper) box alignment and the final rank.
+        // Two stages: every candidate gets the cheap coarse similarity and the cheaper
+        // shape signature; the best `max_candidates` by either (receipts are alike on the
+        // grids but not in their line shapes) get the costlier, sharper box alignment and
+        // the final rank.
         let mut out: Vec<Scored<'_>> = slots
             .iter()
             .filter_map(|&s| self.slots[s as usize].as_ref())
@@ -243,8 +245,40 @@ impl TemplateIndex {
             })
             .collect();
         let n = out.len();
-        sort_scored(&mut out);
-        out.truncate(keep);
+        if out.len() > keep {
+            let shape: Vec<f64> = out.iter().map(|s| s.template.shape_with(&doc.boxes)).collect();
+            let mut by_shape: Vec<usize> = (0..out.len()).collect();
+            by_shape.sort_by(|&a, &b| {
+                shape[b].total_cmp(&shape[a]).then_with(|| {
+                    out[a]
+                        .template
+                        .template_version_id
+                        .cmp(&out[b].template.template_version_id)
+                })
+            });
+            let mut chosen = vec![false; out.len()];
+            for &i in by_shape.iter().take(keep) {
+                chosen[i] = true;
+            }
+            let mut by_coarse: Vec<usize> = (0..out.len()).collect();
+            by_coarse.sort_by(|&a, &b| {
+                out[b].sim.total.total_cmp(&out[a].sim.total).then_with(|| {
+                    out[a]
+                        .template
+                        .template_version_id
+                        .cmp(&out[b].template.template_version_id)
+                })
+            });
+            for &i in by_coarse.iter().take(keep) {
+                chosen[i] = true;
+            }
+            let mut i = 0;
+            out.retain(|_| {
+                let k = chosen[i];
+                i += 1;
+                k
+            });
+        }
         for s in out.iter_mut() {
             s.sim = s.sim.with_align(s.template.align_with(&doc.boxes));
         }

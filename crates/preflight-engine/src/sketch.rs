@@ -27,7 +27,7 @@ pub(crate) const RES_WEIGHTS: [f64; 3] = [0.25, 0.35, 0.40];
 /// Share of the final similarity carried by the grids; the rest is the scalar term.
 pub(crate) const GRID_WEIGHT: f64 = 0.85;
 /// Trimmed share on each side when computing the content box, against stray specks.
-const TRIM: f64 = 0.05;
+const TRIM: f64 = 0.02;
 /// Minimum content extent (page units) so a one-line document is not blown up.
 const MIN_CONTENT_EXTENT: f64 = 0.05;
 /// Minimum box extent in normalized coordinates so thin rules and dots still register.

@@ -335,6 +335,14 @@ impl Template {
             .fold(0.0, f64::max)
     }
 
+    /// Shape-signature similarity to the closest exemplar (candidate preselection).
+    pub(crate) fn shape_with(&self, boxes: &BoxSet) -> f64 {
+        self.box_sets
+            .iter()
+            .map(|b| boxes.shape_similarity(b))
+            .fold(0.0, f64::max)
+    }
+
     /// LSH tokens: coarse cells occupied in at least half of the exemplars, strongly enough.
     pub(crate) fn tokens(&self) -> Vec<u16> {
         let n = self.n.max(1);
