@@ -105,12 +105,19 @@ pub const WARMUP: u32 = 30;
 /// CUSUM reference value k, in standard deviations.
 pub const CUSUM_K: f64 = 0.5;
 /// CUSUM decision threshold h, in standard deviations.
-pub const CUSUM_H: f64 = 9.0;
-/// Standardized increments are winsorized to this many standard deviations, so a single
-/// outlier document can never raise an alarm on its own.
-pub const Z_CLIP: f64 = 4.0;
-/// Floor of the standard deviation: below this, differences are float noise.
-pub const SIGMA_FLOOR: f64 = 0.02;
+pub const CUSUM_H: f64 = 10.0;
+/// Standardized CUSUM increments are winsorized to this many standard deviations, so one
+/// document adds at most `Z_CLIP - CUSUM_K` = 2σ and an alarm needs ≥ 6 consecutive bad
+/// documents. Real stable streams are heavy-tailed and multi-modal (short vs long
+/// receipts), so runs of 3-4σ documents are common; at 4σ they caused most false alarms.
+pub const Z_CLIP: f64 = 2.5;
+/// The baseline adapts on deviations winsorized to this many standard deviations (wider
+/// than `Z_CLIP`): winsorizing a heavy-tailed series at 2.5σ would understate its variance,
+/// shrink σ and let the standardized values grow, which feeds false alarms.
+pub const ADAPT_CLIP: f64 = 4.0;
+/// Floor of the standard deviation: below this, differences are noise (e.g. an extractor
+/// confidence that takes only a few discrete values).
+pub const SIGMA_FLOOR: f64 = 0.04;
 /// EWMA rate at which the baseline follows gradual evolution.
 pub const ADAPT_RATE: f64 = 0.01;
 /// The baseline adapts only while the CUSUM statistic is below this (in σ). It must not
@@ -154,8 +161,8 @@ impl SeriesState {
             return Some((self.run_start, self.mean, self.run_sum / len));
         }
         if self.cusum < ADAPT_BELOW {
-            // Winsorized like z, so one outlier cannot inflate the variance either.
-            let d = z * sd;
+            // Winsorized (more loosely than z), so one outlier cannot inflate the variance.
+            let d = (x - self.mean).clamp(-ADAPT_CLIP * sd, ADAPT_CLIP * sd);
             self.mean += ADAPT_RATE * d;
             self.var += ADAPT_RATE * (d * d - self.var);
         }

@@ -470,6 +470,81 @@ fn detector_has_few_false_alarms_on_stable_stream() {
     );
 }
 
+/// A stable stream like real documents of one template: a few kinds of member (short and
+/// long receipts) with their own similarity level, drawn at random, each with jitter, plus a
+/// heavy tail; the extractor confidence takes a few discrete values. Then, from `change_at`,
+/// a redesign at similarity `after`.
+fn member_stream(seed: u64, len: u64, change_at: u64, after: f64) -> Vec<DriftObservation> {
+    const MEMBERS: [(f64, f64); 4] = [(0.84, 0.95), (0.76, 0.94), (0.66, 0.81), (0.55, 0.6)];
+    let mut r = Rng(seed);
+    (0..len)
+        .map(|n| {
+            let (level, conf) = MEMBERS[r.below(4) as usize];
+            let mut s = level + 0.015 * r.normal();
+            if r.f64() < 0.08 {
+                // Heavy tail: a badly scanned or unusually long document.
+                s -= 0.12 * -r.f64().max(1e-9).ln();
+            }
+            if n >= change_at {
+                s = after + 0.01 * r.normal();
+            }
+            let s = s.clamp(0.0, 1.0);
+            obs(
+                s,
+                (0.65 * (1.0 - s) + 0.02 * r.normal()).clamp(0.0, 1.0),
+                conf,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn detector_has_few_false_alarms_on_heavy_tailed_multimodal_stream() {
+    let mut total = 0;
+    for seed in 0..3u64 {
+        let mut d = DriftDetectorState::new();
+        for o in member_stream(seed, 10_000, u64::MAX, 0.0) {
+            total += usize::from(d.observe(&o).is_some());
+        }
+    }
+    assert!(
+        total <= 3,
+        "{total} false alarms in 30 000 stable observations"
+    );
+}
+
+#[test]
+fn detector_finds_redesign_in_heavy_tailed_stream_within_ten() {
+    for seed in 0..5u64 {
+        let mut d = DriftDetectorState::new();
+        let mut found = None;
+        for (n, o) in (1..).zip(member_stream(seed, 400, 300, 0.35)) {
+            if let Some(cp) = d.observe(&o) {
+                assert!(n > 300, "seed {seed}: false alarm at {n}");
+                found = Some(cp);
+                break;
+            }
+        }
+        let cp = found.unwrap_or_else(|| panic!("seed {seed}: not detected"));
+        assert!(
+            cp.detected_at <= 310,
+            "seed {seed}: detected at {}",
+            cp.detected_at
+        );
+    }
+}
+
+#[test]
+fn detector_state_persisted_by_earlier_versions_deserializes() {
+    let series = r#"{"warm":30,"mean":0.2,"var":0.004,"cusum":1.5,"run_start":40,"run_sum":0.5}"#;
+    let json = format!(
+        r#"{{"observations":41,"similarity":{series},"drift":{series},"extractor_confidence":{series},"changes":0}}"#
+    );
+    let mut d: DriftDetectorState = serde_json::from_str(&json).unwrap();
+    assert_eq!(d.observations, 41);
+    assert!(d.observe(&obs(0.8, 0.2, 0.8)).is_none());
+}
+
 #[test]
 fn detector_finds_sudden_change_within_ten() {
     for (after, label) in [(0.6, "big"), (0.8, "moderate")] {
