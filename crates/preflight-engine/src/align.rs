@@ -36,8 +36,12 @@ pub struct AlignParams {
     pub tol_content: f64,
     /// Tolerance on ln(width ratio).
     pub tol_log_width: f64,
-    /// Largest vertical offset searched, in frame units.
+    /// Vertical position tolerance in median box heights (content frame).
+    pub tol_lines: f64,
+    /// Largest vertical offset searched, in page units (page frame).
     pub max_shift: f64,
+    /// Largest vertical offset searched, in median box heights (content frame).
+    pub max_shift_lines: f64,
 }
 
 impl Default for AlignParams {
@@ -46,7 +50,9 @@ impl Default for AlignParams {
             tol_page: 0.02,
             tol_content: 0.03,
             tol_log_width: 0.15,
+            tol_lines: 1.0,
             max_shift: 0.25,
+            max_shift_lines: 12.0,
         }
     }
 }
@@ -67,6 +73,9 @@ struct Frame {
     x0: f32,
     y0: f32,
     width: f32,
+    /// Median box height: the vertical unit, so the frame does not depend on the page's
+    /// aspect ratio (boxes are normalized by page width and height separately).
+    line: f32,
 }
 
 /// The boxes of one layout, ready for alignment.
@@ -101,9 +110,11 @@ impl BoxSet {
             })
             .collect();
         v.sort_by(|a, b| {
-            (a.channel, a.y0, a.x0)
-                .partial_cmp(&(b.channel, b.y0, b.x0))
-                .unwrap_or(std::cmp::Ordering::Equal)
+            a.channel
+                .cmp(&b.channel)
+                .then(a.y0.total_cmp(&b.y0))
+                .then(a.x0.total_cmp(&b.x0))
+                .then(a.lw.total_cmp(&b.lw))
         });
         if v.len() > MAX_ALIGN_BOXES {
             // Evenly spaced subsample keeps the layout's shape, deterministically.
@@ -131,6 +142,8 @@ impl BoxSet {
             let mut xs: Vec<f64> = on.iter().map(|b| b.x0).collect();
             let mut xe: Vec<f64> = on.iter().map(|b| b.x1).collect();
             let mut ys: Vec<f64> = on.iter().map(|b| b.y0).collect();
+            let mut hs: Vec<f64> = on.iter().map(|b| b.y1 - b.y0).collect();
+            hs.sort_by(f64::total_cmp);
             xs.sort_by(f64::total_cmp);
             xe.sort_by(f64::total_cmp);
             ys.sort_by(f64::total_cmp);
@@ -143,6 +156,7 @@ impl BoxSet {
                 x0: x0 as f32,
                 y0: ys[k] as f32,
                 width: (x1 - x0).max(0.05) as f32,
+                line: hs[n / 2].max(1e-3) as f32,
             };
         }
         let mut shape = [0u64; SHAPE_WORDS];
@@ -206,13 +220,14 @@ struct View<'a> {
 }
 
 impl View<'_> {
+    /// (x origin, y origin, x unit, y unit) of a channel's page.
     #[inline]
-    fn frame(&self, channel: usize) -> (f32, f32, f32) {
+    fn frame(&self, channel: usize) -> (f32, f32, f32, f32) {
         if self.content {
             let f = self.set.frames[channel / crate::sketch::GROUPS];
-            (f.x0, f.y0, f.width)
+            (f.x0, f.y0, f.width, f.line)
         } else {
-            (0.0, 0.0, 1.0)
+            (0.0, 0.0, 1.0, 1.0)
         }
     }
 }
@@ -228,17 +243,37 @@ pub(crate) fn align_similarity(doc: &BoxSet, ex: &BoxSet, p: &AlignParams) -> f6
     if doc.len() == 0 || ex.len() == 0 {
         return if doc.len() == ex.len() { 1.0 } else { 0.0 };
     }
-    let page = frame_score(doc, ex, false, p.tol_page as f32, p);
-    let content = frame_score(doc, ex, true, p.tol_content as f32, p);
+    let page = frame_score(
+        doc,
+        ex,
+        false,
+        [p.tol_page as f32; 2],
+        p.max_shift as f32,
+        p,
+    );
+    let content = frame_score(
+        doc,
+        ex,
+        true,
+        [p.tol_content as f32, p.tol_lines as f32],
+        p.max_shift_lines as f32,
+        p,
+    );
     page.max(content)
 }
 
-fn frame_score(doc: &BoxSet, ex: &BoxSet, content: bool, tol: f32, p: &AlignParams) -> f64 {
+fn frame_score(
+    doc: &BoxSet,
+    ex: &BoxSet,
+    content: bool,
+    [tol, toly]: [f32; 2],
+    max_shift: f32,
+    p: &AlignParams,
+) -> f64 {
     let dv = View { set: doc, content };
     let ev = View { set: ex, content };
     let tw = p.tol_log_width as f32;
-    let max_shift = p.max_shift as f32;
-    let bin = tol / 2.0;
+    let bin = toly / 2.0;
     let nbins = (2.0 * max_shift / bin).ceil() as usize + 1;
     let mut votes = vec![0f32; nbins];
     // Vote for vertical offsets (doc − template) from pairs alike in left edge and width.
@@ -247,23 +282,23 @@ fn frame_score(doc: &BoxSet, ex: &BoxSet, content: bool, tol: f32, p: &AlignPara
         if ds.is_empty() || es.is_empty() {
             continue;
         }
-        let (dox, doy, dsc) = dv.frame(c);
-        let (eox, eoy, esc) = ev.frame(c);
+        let (dox, doy, dsc, dsy) = dv.frame(c);
+        let (eox, eoy, esc, esy) = ev.frame(c);
         let dlw = dsc.ln();
         let elw = esc.ln();
         for d in ds {
             let dx = (d.x0 - dox) / dsc;
-            let dy = (d.y0 - doy) / dsc;
+            let dy = (d.y0 - doy) / dsy;
             let dl = d.lw - dlw;
             // Template boxes whose y' lies within ±max_shift of the document box.
-            let lo = eoy + (dy - max_shift) * esc;
-            let hi = eoy + (dy + max_shift) * esc;
+            let lo = eoy + (dy - max_shift) * esy;
+            let hi = eoy + (dy + max_shift) * esy;
             let from = es.partition_point(|e| e.y0 < lo);
             for e in es[from..].iter().take_while(|e| e.y0 <= hi) {
                 let ex_ = (e.x0 - eox) / esc;
                 let w = kernel(dx - ex_, tol) * kernel(dl - (e.lw - elw), tw);
                 if w > 0.0 {
-                    let shift = dy - (e.y0 - eoy) / esc;
+                    let shift = dy - (e.y0 - eoy) / esy;
                     let b = ((shift + max_shift) / bin).round() as isize;
                     if b >= 0 && (b as usize) < nbins {
                         votes[b as usize] += w;
@@ -272,13 +307,13 @@ fn frame_score(doc: &BoxSet, ex: &BoxSet, content: bool, tol: f32, p: &AlignPara
             }
         }
     }
-    let shifts = peaks(&votes, bin, max_shift, tol);
+    let shifts = peaks(&votes, bin, max_shift, toly);
     if shifts.is_empty() {
         return 0.0;
     }
-    let md = side_score(dv, ev, &shifts, tol, tw);
+    let md = side_score(dv, ev, &shifts, [tol, toly], tw);
     let neg: Vec<f32> = shifts.iter().map(|s| -s).collect();
-    let mt = side_score(ev, dv, &neg, tol, tw);
+    let mt = side_score(ev, dv, &neg, [tol, toly], tw);
     if md + mt <= 0.0 {
         0.0
     } else {
@@ -325,29 +360,29 @@ fn peaks(votes: &[f32], bin: f32, max_shift: f32, tol: f32) -> Vec<f32> {
 
 /// Mean over `a`'s boxes of the best match quality among `b`'s boxes, for any of the
 /// offsets (a' − b').
-fn side_score(a: View<'_>, b: View<'_>, shifts: &[f32], tol: f32, tw: f32) -> f32 {
+fn side_score(a: View<'_>, b: View<'_>, shifts: &[f32], [tol, toly]: [f32; 2], tw: f32) -> f32 {
     let mut sum = 0.0f32;
     for c in 0..CHANNELS {
         let (as_, bs) = (a.set.channel(c), b.set.channel(c));
         if as_.is_empty() || bs.is_empty() {
             continue;
         }
-        let (aox, aoy, asc) = a.frame(c);
-        let (box_, boy, bsc) = b.frame(c);
+        let (aox, aoy, asc, asy) = a.frame(c);
+        let (box_, boy, bsc, bsy) = b.frame(c);
         let (alw, blw) = (asc.ln(), bsc.ln());
         for x in as_ {
             let ax = (x.x0 - aox) / asc;
-            let ay = (x.y0 - aoy) / asc;
+            let ay = (x.y0 - aoy) / asy;
             let al = x.lw - alw;
             let mut best = 0.0f32;
             for &s in shifts {
                 let target = ay - s;
-                let lo = boy + (target - tol) * bsc;
-                let hi = boy + (target + tol) * bsc;
+                let lo = boy + (target - toly) * bsy;
+                let hi = boy + (target + toly) * bsy;
                 let from = bs.partition_point(|e| e.y0 < lo);
                 for e in bs[from..].iter().take_while(|e| e.y0 <= hi) {
                     let q = kernel(ax - (e.x0 - box_) / bsc, tol)
-                        * kernel(target - (e.y0 - boy) / bsc, tol)
+                        * kernel(target - (e.y0 - boy) / bsy, toly)
                         * kernel(al - (e.lw - blw), tw);
                     if q > best {
                         best = q;

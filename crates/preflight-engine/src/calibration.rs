@@ -6,9 +6,9 @@
 //! piecewise linear through (0,0), (S_NEW, 0.50), (S_MATCH, 0.85), (1,1).
 
 /// Similarity that maps to confidence 0.50 (NEW below).
-pub const S_NEW: f64 = 0.655;
+pub const S_NEW: f64 = 0.66;
 /// Similarity that maps to confidence 0.85 (MATCH at or above).
-pub const S_MATCH: f64 = 0.69;
+pub const S_MATCH: f64 = 0.675;
 
 /// Calibrated confidence for a similarity. Non-finite input gives 0.
 pub fn confidence(similarity: f64) -> f64 {

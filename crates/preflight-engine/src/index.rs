@@ -246,7 +246,10 @@ impl TemplateIndex {
             .collect();
         let n = out.len();
         if out.len() > keep {
-            let shape: Vec<f64> = out.iter().map(|s| s.template.shape_with(&doc.boxes)).collect();
+            let shape: Vec<f64> = out
+                .iter()
+                .map(|s| s.template.shape_with(&doc.boxes))
+                .collect();
             let mut by_shape: Vec<usize> = (0..out.len()).collect();
             by_shape.sort_by(|&a, &b| {
                 shape[b].total_cmp(&shape[a]).then_with(|| {

@@ -439,7 +439,6 @@ pub(crate) fn coarse_similarity(
     }
 }
 
-
 /// Full similarity of a document to a template: coarse term and box alignment.
 pub(crate) fn similarity(doc: &DocSketch, t: &crate::template::Template) -> SimDetail {
     coarse_similarity(doc, &t.cells, &t.scalar_mean).with_align(t.align_with(&doc.boxes))

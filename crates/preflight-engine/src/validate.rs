@@ -423,6 +423,17 @@ pub(crate) fn analyze_layout(f: &StructuralFeatures) -> LayoutAnalysis {
             low_share: low as f64 / n as f64,
         }
     };
+    // Float sums over boxes depend on their order; a canonical order makes every score
+    // independent of the order the client listed the boxes in.
+    norm.sort_by(|a, b| {
+        a.page
+            .cmp(&b.page)
+            .then(a.y0.total_cmp(&b.y0))
+            .then(a.x0.total_cmp(&b.x0))
+            .then(a.y1.total_cmp(&b.y1))
+            .then(a.x1.total_cmp(&b.x1))
+            .then(a.etype.cmp(&b.etype))
+    });
     let sketch = DocSketch::build(f, &norm);
     LayoutAnalysis {
         warnings,

@@ -12,21 +12,23 @@ use preflight_quality::data::{by_group, default_data_dir, load};
 use preflight_quality::report::build;
 use preflight_quality::split::Partition;
 
-// Floors: the small run (seed 42, validate partition) measured real top-1 97.9 %, automation
-// 65.1 %, MATCH precision 98.4 %, NEW recall 97.0 %; perturbation top-1 90.0 % (5 %) and
-// 53.3 % (15 %), every MATCH right; all 3 sudden changes detected; 1 false alarm in 720
-// stable documents (13.9 per 10 000). The floors sit a little below; the false-alarm ceiling
-// allows 2 alarms in 720, not 3. These are regression guards, not the issue #8 targets
-// (several of which are not met yet, see docs/quality.md).
-const REAL_TOP1: f64 = 0.95;
-const REAL_AUTOMATION: f64 = 0.60;
-const REAL_MATCH_PRECISION: f64 = 0.97;
-const REAL_NEW_RECALL: f64 = 0.94;
-const P5_TOP1: f64 = 0.85;
-const P15_TOP1: f64 = 0.45;
-const PERTURB_MATCH_PRECISION: f64 = 0.94;
+// Floors: the small run (seed 42, validate partition, engine 1.1.0) measured real top-1
+// 99.5 %, automation 92.1 %, MATCH precision 96.7 % (174/180), NEW recall 98.6 %;
+// perturbation top-1 100 % (5 %) and 100 % (15 %), every MATCH right; all 6 sudden changes
+// detected; 0 false alarms in 720 stable documents. The floors sit a little below. Engine
+// 1.1.0 traded MATCH precision on real groups (98.4 % → 96.7 %, floor 97 % → 95 %) for
+// automation (65.1 % → 92.1 %, floor 60 % → 88 %); the trade is recorded in docs/quality.md
+// ("Tuning") and the 99.5 % precision target is still open. These are regression guards,
+// not the issue #8 targets. The false-alarm ceiling allows 1 alarm in 720, not 2.
+const REAL_TOP1: f64 = 0.97;
+const REAL_AUTOMATION: f64 = 0.88;
+const REAL_MATCH_PRECISION: f64 = 0.95;
+const REAL_NEW_RECALL: f64 = 0.96;
+const P5_TOP1: f64 = 0.97;
+const P15_TOP1: f64 = 0.95;
+const PERTURB_MATCH_PRECISION: f64 = 0.97;
 const SUDDEN_DETECTED: f64 = 1.0;
-const MAX_FALSE_ALARMS_PER_10K: f64 = 30.0;
+const MAX_FALSE_ALARMS_PER_10K: f64 = 15.0;
 
 fn at_least(name: &str, r: &preflight_quality::metrics::Ratio, floor: f64) {
     let v = r.value().unwrap_or_else(|| panic!("{name}: no cases"));
