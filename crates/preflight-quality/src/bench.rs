@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use preflight_engine::diagnostics;
 use preflight_engine::{
-    evaluate, validate, Decision, DriftDetectorState, DriftObservation, Evaluation, Policy,
-    StructuralFeatures, Template, TemplateIndex,
+    evaluate, validate, Decision, DriftDetectorState, DriftObservation, Evaluation,
+    ExtractorMetadata, Policy, StructuralFeatures, Template, TemplateIndex,
 };
 use serde::Serialize;
 
@@ -132,9 +132,62 @@ pub fn plan(groups: &BTreeMap<&str, Vec<&Doc>>, cfg: &Config) -> Vec<GroupPlan> 
         .collect()
 }
 
-fn template(group: &str, exemplars: Vec<StructuralFeatures>) -> Template {
-    Template::new(group, 1, format!("{group}@1"), exemplars, 0.95, vec![])
+/// The baseline reliability of every benchmark template.
+pub const BASELINE_RELIABILITY: f64 = 0.95;
+
+/// A template a scenario registers, as plain data: its id (the group label) and its
+/// exemplar layouts in registration order. Any front end of the engine (the library here,
+/// the HTTP API in `crates/preflight/tests/quality_http.rs`) registers exactly this.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateSpec {
+    /// The template id: the group label.
+    pub group: String,
+    pub exemplars: Vec<StructuralFeatures>,
+}
+
+impl TemplateSpec {
+    /// The engine template with the given version and version id (the benchmark itself
+    /// uses version 1 and `"<group>@1"`; a server assigns its own version ids).
+    pub fn template(&self, version: i64, template_version_id: impl Into<String>) -> Template {
+        Template::new(
+            self.group.clone(),
+            version,
+            template_version_id,
+            self.exemplars.clone(),
+            BASELINE_RELIABILITY,
+            vec![],
+        )
         .expect("real exemplars are valid templates")
+    }
+
+    /// The template as the benchmark registers it: version 1, version id `"<group>@1"`.
+    pub fn benchmark_template(&self) -> Template {
+        self.template(1, format!("{}@1", self.group))
+    }
+}
+
+/// One document a scenario evaluates, with its label.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    pub partition: Partition,
+    pub source: &'static str,
+    /// The group the document comes from (its drift is measured against this group's
+    /// template when one is registered).
+    pub group: String,
+    /// The template it should be identified as; `None` for a never-registered layout.
+    pub truth: Option<String>,
+    /// Perturbation level (None for unperturbed real documents).
+    pub level: Option<f64>,
+    pub features: StructuralFeatures,
+    pub extractor: ExtractorMetadata,
+}
+
+/// A scenario's templates (one index, in registration order) and its queries (in the
+/// order the benchmark reports them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    pub templates: Vec<TemplateSpec>,
+    pub queries: Vec<Query>,
 }
 
 fn dec(d: Decision) -> Dec {
@@ -189,25 +242,22 @@ pub fn run(docs: &[Doc], cfg: &Config, policy: &Policy) -> RunData {
     }
 }
 
-/// Registers each registered group's exemplars, then evaluates held-out members (known) and
-/// every member of never-registered groups (novel) against the whole index.
-pub fn real_groups(
-    groups: &BTreeMap<&str, Vec<&Doc>>,
-    plans: &[GroupPlan],
-    policy: &Policy,
-) -> (Vec<Case>, TemplateIndex, BTreeMap<String, Template>) {
-    let mut index = TemplateIndex::new();
-    let mut templates = BTreeMap::new();
-    for p in plans.iter().filter(|p| p.registered()) {
-        let m = &groups[p.group.as_str()];
-        let t = template(
-            &p.group,
-            p.exemplars.iter().map(|&i| m[i].features.clone()).collect(),
-        );
-        templates.insert(p.group.clone(), t.clone());
-        index.insert(t);
-    }
-    let mut cases = Vec::new();
+/// The real-group scenario as data: one template per registered group (its exemplars),
+/// then the held-out members of registered groups (known) and every member of
+/// never-registered groups (novel), in plan order.
+pub fn real_group_scenario(groups: &BTreeMap<&str, Vec<&Doc>>, plans: &[GroupPlan]) -> Scenario {
+    let templates = plans
+        .iter()
+        .filter(|p| p.registered())
+        .map(|p| {
+            let m = &groups[p.group.as_str()];
+            TemplateSpec {
+                group: p.group.clone(),
+                exemplars: p.exemplars.iter().map(|&i| m[i].features.clone()).collect(),
+            }
+        })
+        .collect();
+    let mut queries = Vec::new();
     for p in plans {
         let m = &groups[p.group.as_str()];
         let members: Vec<usize> = if p.registered() {
@@ -217,36 +267,75 @@ pub fn real_groups(
         };
         for i in members {
             let d = m[i];
-            let v = validate(&d.features, &d.extractor).expect("real documents validate");
-            let e = evaluate(&index, &v, policy);
-            let drift = templates
-                .get(&p.group)
-                .map_or(0.0, |t| diagnostics::drift(&v, t));
-            cases.push(Case {
+            queries.push(Query {
                 partition: p.partition,
                 source: d.source,
+                group: p.group.clone(),
+                truth: p.registered().then(|| p.group.clone()),
                 level: None,
+                features: d.features.clone(),
+                extractor: d.extractor.clone(),
+            });
+        }
+    }
+    Scenario { templates, queries }
+}
+
+/// Builds a scenario's index (benchmark version ids) and evaluates its queries.
+fn evaluate_scenario(
+    s: &Scenario,
+    policy: &Policy,
+) -> (Vec<Case>, TemplateIndex, BTreeMap<String, Template>) {
+    let mut index = TemplateIndex::new();
+    let mut templates = BTreeMap::new();
+    for spec in &s.templates {
+        let t = spec.benchmark_template();
+        templates.insert(spec.group.clone(), t.clone());
+        index.insert(t);
+    }
+    let cases = s
+        .queries
+        .iter()
+        .map(|q| {
+            let v = validate(&q.features, &q.extractor).expect("benchmark documents validate");
+            let e = evaluate(&index, &v, policy);
+            let drift = templates
+                .get(&q.group)
+                .map_or(0.0, |t| diagnostics::drift(&v, t));
+            Case {
+                partition: q.partition,
+                source: q.source,
+                level: q.level,
                 outcome: Outcome {
-                    truth: p.registered().then(|| p.group.clone()),
+                    truth: q.truth.clone(),
                     best: best_group(&e),
                     decision: dec(e.decision),
                     drift,
                 },
-            });
-        }
-    }
+            }
+        })
+        .collect();
     (cases, index, templates)
 }
 
-/// One base document per group (seeded pick) becomes a single-exemplar template, all in
-/// one index (one template per real layout family); perturbed copies of each base are then
-/// identified against the whole index.
-pub fn perturbation(
+/// Registers each registered group's exemplars, then evaluates held-out members (known) and
+/// every member of never-registered groups (novel) against the whole index.
+pub fn real_groups(
+    groups: &BTreeMap<&str, Vec<&Doc>>,
+    plans: &[GroupPlan],
+    policy: &Policy,
+) -> (Vec<Case>, TemplateIndex, BTreeMap<String, Template>) {
+    evaluate_scenario(&real_group_scenario(groups, plans), policy)
+}
+
+/// The perturbation scenario as data: one single-exemplar template per group (a seeded
+/// base document), and seeded perturbed copies of the queried bases (all, or a seeded
+/// subset per partition), sorted by partition.
+pub fn perturbation_scenario(
     groups: &BTreeMap<&str, Vec<&Doc>>,
     plans: &[GroupPlan],
     cfg: &Config,
-    policy: &Policy,
-) -> (Vec<Case>, usize) {
+) -> Scenario {
     let mut bases: Vec<(&GroupPlan, &Doc)> = Vec::new();
     let mut per_partition: BTreeMap<Partition, usize> = BTreeMap::new();
     for p in plans {
@@ -254,18 +343,18 @@ pub fn perturbation(
         let base = m[SplitMix64::derive(cfg.seed, &format!("base/{}", p.group)).below(m.len())];
         bases.push((p, base));
     }
-    let mut index = TemplateIndex::new();
-    let mut templates = BTreeMap::new();
-    for (p, d) in &bases {
-        let t = template(&p.group, vec![d.features.clone()]);
-        templates.insert(p.group.clone(), t.clone());
-        index.insert(t);
-    }
+    let templates = bases
+        .iter()
+        .map(|(p, d)| TemplateSpec {
+            group: p.group.clone(),
+            exemplars: vec![d.features.clone()],
+        })
+        .collect();
     // Which bases are queried: all, or a seeded subset per partition for the small run (the
     // index always holds every base, so the task is as hard as in the full run).
     let mut order: Vec<usize> = (0..bases.len()).collect();
     SplitMix64::derive(cfg.seed, "perturb/order").shuffle(&mut order);
-    let mut cases = Vec::new();
+    let mut queries = Vec::new();
     for bi in order {
         let (p, d) = bases[bi];
         let used = per_partition.entry(p.partition).or_default();
@@ -277,25 +366,34 @@ pub fn perturbation(
             for v in 0..cfg.variants_per_level {
                 let mut rng =
                     SplitMix64::derive(cfg.seed, &format!("perturb/{}/{level}/{v}", p.group));
-                let f = perturb(&d.features, level, &mut rng);
-                let vd = validate(&f, &d.extractor).expect("perturbed documents validate");
-                let e = evaluate(&index, &vd, policy);
-                cases.push(Case {
+                queries.push(Query {
                     partition: p.partition,
                     source: d.source,
+                    group: p.group.clone(),
+                    truth: Some(p.group.clone()),
                     level: Some(level),
-                    outcome: Outcome {
-                        truth: Some(p.group.clone()),
-                        best: best_group(&e),
-                        decision: dec(e.decision),
-                        drift: diagnostics::drift(&vd, &templates[&p.group]),
-                    },
+                    features: perturb(&d.features, level, &mut rng),
+                    extractor: d.extractor.clone(),
                 });
             }
         }
     }
-    cases.sort_by_key(|c| c.partition);
-    (cases, bases.len())
+    queries.sort_by_key(|q| q.partition);
+    Scenario { templates, queries }
+}
+
+/// One base document per group (seeded pick) becomes a single-exemplar template, all in
+/// one index (one template per real layout family); perturbed copies of each base are then
+/// identified against the whole index.
+pub fn perturbation(
+    groups: &BTreeMap<&str, Vec<&Doc>>,
+    plans: &[GroupPlan],
+    cfg: &Config,
+    policy: &Policy,
+) -> (Vec<Case>, usize) {
+    let s = perturbation_scenario(groups, plans, cfg);
+    let (cases, _, templates) = evaluate_scenario(&s, policy);
+    (cases, templates.len())
 }
 
 /// The observation the template's monitor gets for a document of its stream. It is
@@ -469,6 +567,52 @@ mod tests {
             ..cfg.clone()
         };
         assert!(plan(&groups, &all_withheld).iter().all(|p| !p.registered()));
+    }
+
+    #[test]
+    fn scenarios_are_the_data_the_benchmark_evaluates() {
+        let mut docs = Vec::new();
+        for i in 0..6 {
+            docs.push(doc("vrdu", "vrdu:A", i));
+        }
+        docs.push(doc("sroie", "sroie:ONE", 0));
+        let groups = by_group(&docs);
+        let cfg = Config {
+            withheld_share: 0.0,
+            ..Config::small(7)
+        };
+        let plans = plan(&groups, &cfg);
+        let real = real_group_scenario(&groups, &plans);
+        assert_eq!(real.templates.len(), 1);
+        assert_eq!(real.templates[0].group, "vrdu:A");
+        assert_eq!(real.templates[0].exemplars.len(), 3);
+        let t = real.templates[0].template(4, "v-4");
+        assert_eq!(
+            (
+                t.template_id.as_str(),
+                t.version,
+                t.template_version_id.as_str()
+            ),
+            ("vrdu:A", 4, "v-4")
+        );
+        assert_eq!(real.queries.len(), 3 + 1);
+        // Plan (group name) order: the never-registered "sroie:ONE" comes first.
+        assert_eq!(real.queries[0].truth, None);
+        assert!(real.queries[1..]
+            .iter()
+            .all(|q| q.truth.as_deref() == Some("vrdu:A") && q.level.is_none()));
+
+        let perturbed = perturbation_scenario(&groups, &plans, &cfg);
+        assert_eq!(perturbed.templates.len(), 2, "one template per group");
+        assert!(perturbed.templates.iter().all(|t| t.exemplars.len() == 1));
+        assert_eq!(perturbed.queries.len(), 2 * LEVELS.len());
+        assert!(perturbed
+            .queries
+            .windows(2)
+            .all(|w| w[0].partition <= w[1].partition));
+        assert_eq!(perturbed, perturbation_scenario(&groups, &plans, &cfg));
+        let (cases, templates) = perturbation(&groups, &plans, &cfg, &Policy::default());
+        assert_eq!((cases.len(), templates), (perturbed.queries.len(), 2));
     }
 
     #[test]
