@@ -89,6 +89,10 @@ pub(crate) struct BoxSet {
     /// Which (left edge, log width) bins, in the content frame, hold a box: a cheap,
     /// vertically invariant shape signature that preselects candidates for alignment.
     shape: [u64; SHAPE_WORDS],
+    /// (x, y, ln width) of each box (in `boxes` order) in the page frame and in the
+    /// content frame, computed once so scoring only subtracts.
+    page: Vec<[f32; 3]>,
+    content: Vec<[f32; 3]>,
 }
 
 const SHAPE_X_BINS: usize = 32;
@@ -175,11 +179,25 @@ impl BoxSet {
                 shape[bit / 64] |= 1 << (bit % 64);
             }
         }
+        let page = v.iter().map(|b| [b.x0, b.y0, b.lw]).collect();
+        let content = v
+            .iter()
+            .map(|b| {
+                let f = frames[b.channel as usize / crate::sketch::GROUPS];
+                [
+                    (b.x0 - f.x0) / f.width,
+                    (b.y0 - f.y0) / f.line,
+                    b.lw - f.width.ln(),
+                ]
+            })
+            .collect();
         BoxSet {
             boxes: v,
             starts,
             frames,
             shape,
+            page,
+            content,
         }
     }
 
@@ -201,40 +219,25 @@ impl BoxSet {
         self.boxes.len()
     }
 
-    fn channel(&self, c: usize) -> &[ABox] {
-        &self.boxes[self.starts[c] as usize..self.starts[c + 1] as usize]
+    /// A channel's boxes as (x, y, ln width) in the chosen frame, sorted by y (the content
+    /// transform is increasing in y within a page, so one order serves both frames).
+    fn channel(&self, c: usize, content: bool) -> &[[f32; 3]] {
+        let all = if content { &self.content } else { &self.page };
+        &all[self.starts[c] as usize..self.starts[c + 1] as usize]
     }
 
     pub(crate) fn approx_memory_bytes(&self) -> usize {
         self.boxes.capacity() * std::mem::size_of::<ABox>()
             + self.starts.capacity() * 4
             + self.frames.capacity() * std::mem::size_of::<Frame>()
+            + (self.page.capacity() + self.content.capacity()) * 12
     }
 }
 
-/// A frame transform: x' = (x − ox) / s, y' = (y − oy) / s, per page.
-#[derive(Clone, Copy)]
-struct View<'a> {
-    set: &'a BoxSet,
-    content: bool,
-}
-
-impl View<'_> {
-    /// (x origin, y origin, x unit, y unit) of a channel's page.
-    #[inline]
-    fn frame(&self, channel: usize) -> (f32, f32, f32, f32) {
-        if self.content {
-            let f = self.set.frames[channel / crate::sketch::GROUPS];
-            (f.x0, f.y0, f.width, f.line)
-        } else {
-            (0.0, 0.0, 1.0, 1.0)
-        }
-    }
-}
-
+/// `max(0, 1 − (d·inv)²)` with `inv` = 1 / tolerance.
 #[inline]
-fn kernel(d: f32, tol: f32) -> f32 {
-    let u = d / tol;
+fn kernel(d: f32, inv: f32) -> f32 {
+    let u = d * inv;
     (1.0 - u * u).max(0.0)
 }
 
@@ -270,39 +273,30 @@ fn frame_score(
     max_shift: f32,
     p: &AlignParams,
 ) -> f64 {
-    let dv = View { set: doc, content };
-    let ev = View { set: ex, content };
     let tw = p.tol_log_width as f32;
+    let (inv_x, inv_w) = (1.0 / tol, 1.0 / tw);
     let bin = toly / 2.0;
     let nbins = (2.0 * max_shift / bin).ceil() as usize + 1;
     let mut votes = vec![0f32; nbins];
     // Vote for vertical offsets (doc − template) from pairs alike in left edge and width.
     for c in 0..CHANNELS {
-        let (ds, es) = (doc.channel(c), ex.channel(c));
+        let (ds, es) = (doc.channel(c, content), ex.channel(c, content));
         if ds.is_empty() || es.is_empty() {
             continue;
         }
-        let (dox, doy, dsc, dsy) = dv.frame(c);
-        let (eox, eoy, esc, esy) = ev.frame(c);
-        let dlw = dsc.ln();
-        let elw = esc.ln();
-        for d in ds {
-            let dx = (d.x0 - dox) / dsc;
-            let dy = (d.y0 - doy) / dsy;
-            let dl = d.lw - dlw;
+        for &[dx, dy, dl] in ds {
             // Template boxes whose y' lies within ±max_shift of the document box.
-            let lo = eoy + (dy - max_shift) * esy;
-            let hi = eoy + (dy + max_shift) * esy;
-            let from = es.partition_point(|e| e.y0 < lo);
-            for e in es[from..].iter().take_while(|e| e.y0 <= hi) {
-                let ex_ = (e.x0 - eox) / esc;
-                let w = kernel(dx - ex_, tol) * kernel(dl - (e.lw - elw), tw);
-                if w > 0.0 {
-                    let shift = dy - (e.y0 - eoy) / esy;
-                    let b = ((shift + max_shift) / bin).round() as isize;
-                    if b >= 0 && (b as usize) < nbins {
-                        votes[b as usize] += w;
-                    }
+            let from = es.partition_point(|e| e[1] < dy - max_shift);
+            for &[ex_, ey, el] in es[from..].iter().take_while(|e| e[1] <= dy + max_shift) {
+                let ddx = dx - ex_;
+                let ddl = dl - el;
+                if ddx.abs() >= tol || ddl.abs() >= tw {
+                    continue;
+                }
+                let w = kernel(ddx, inv_x) * kernel(ddl, inv_w);
+                let b = ((dy - ey + max_shift) / bin).round() as isize;
+                if b >= 0 && (b as usize) < nbins {
+                    votes[b as usize] += w;
                 }
             }
         }
@@ -311,9 +305,9 @@ fn frame_score(
     if shifts.is_empty() {
         return 0.0;
     }
-    let md = side_score(dv, ev, &shifts, [tol, toly], tw);
+    let md = side_score(doc, ex, content, &shifts, [tol, toly], tw);
     let neg: Vec<f32> = shifts.iter().map(|s| -s).collect();
-    let mt = side_score(ev, dv, &neg, [tol, toly], tw);
+    let mt = side_score(ex, doc, content, &neg, [tol, toly], tw);
     if md + mt <= 0.0 {
         0.0
     } else {
@@ -360,30 +354,33 @@ fn peaks(votes: &[f32], bin: f32, max_shift: f32, tol: f32) -> Vec<f32> {
 
 /// Mean over `a`'s boxes of the best match quality among `b`'s boxes, for any of the
 /// offsets (a' − b').
-fn side_score(a: View<'_>, b: View<'_>, shifts: &[f32], [tol, toly]: [f32; 2], tw: f32) -> f32 {
+fn side_score(
+    a: &BoxSet,
+    b: &BoxSet,
+    content: bool,
+    shifts: &[f32],
+    [tol, toly]: [f32; 2],
+    tw: f32,
+) -> f32 {
+    let (inv_x, inv_y, inv_w) = (1.0 / tol, 1.0 / toly, 1.0 / tw);
     let mut sum = 0.0f32;
     for c in 0..CHANNELS {
-        let (as_, bs) = (a.set.channel(c), b.set.channel(c));
+        let (as_, bs) = (a.channel(c, content), b.channel(c, content));
         if as_.is_empty() || bs.is_empty() {
             continue;
         }
-        let (aox, aoy, asc, asy) = a.frame(c);
-        let (box_, boy, bsc, bsy) = b.frame(c);
-        let (alw, blw) = (asc.ln(), bsc.ln());
-        for x in as_ {
-            let ax = (x.x0 - aox) / asc;
-            let ay = (x.y0 - aoy) / asy;
-            let al = x.lw - alw;
+        for &[ax, ay, al] in as_ {
             let mut best = 0.0f32;
             for &s in shifts {
                 let target = ay - s;
-                let lo = boy + (target - toly) * bsy;
-                let hi = boy + (target + toly) * bsy;
-                let from = bs.partition_point(|e| e.y0 < lo);
-                for e in bs[from..].iter().take_while(|e| e.y0 <= hi) {
-                    let q = kernel(ax - (e.x0 - box_) / bsc, tol)
-                        * kernel(target - (e.y0 - boy) / bsy, toly)
-                        * kernel(al - (e.lw - blw), tw);
+                let from = bs.partition_point(|e| e[1] < target - toly);
+                for &[bx, by, bl] in bs[from..].iter().take_while(|e| e[1] <= target + toly) {
+                    let ddx = ax - bx;
+                    let ddl = al - bl;
+                    if ddx.abs() >= tol || ddl.abs() >= tw {
+                        continue;
+                    }
+                    let q = kernel(ddx, inv_x) * kernel(target - by, inv_y) * kernel(ddl, inv_w);
                     if q > best {
                         best = q;
                     }
@@ -392,5 +389,5 @@ fn side_score(a: View<'_>, b: View<'_>, shifts: &[f32], [tol, toly]: [f32; 2], t
             sum += best;
         }
     }
-    sum / a.set.len() as f32
+    sum / a.len() as f32
 }
