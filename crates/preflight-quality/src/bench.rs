@@ -569,18 +569,25 @@ mod tests {
         assert!(plan(&groups, &all_withheld).iter().all(|p| !p.registered()));
     }
 
-    #[test]
-    fn scenarios_are_the_data_the_benchmark_evaluates() {
+    /// Six documents of one registrable VRDU group and one lone SROIE receipt, with
+    /// nothing withheld.
+    fn one_group_and_one_stranger() -> (Vec<Doc>, Config) {
         let mut docs = Vec::new();
         for i in 0..6 {
             docs.push(doc("vrdu", "vrdu:A", i));
         }
         docs.push(doc("sroie", "sroie:ONE", 0));
-        let groups = by_group(&docs);
         let cfg = Config {
             withheld_share: 0.0,
             ..Config::small(7)
         };
+        (docs, cfg)
+    }
+
+    #[test]
+    fn scenarios_are_the_data_the_benchmark_evaluates() {
+        let (docs, cfg) = one_group_and_one_stranger();
+        let groups = by_group(&docs);
         let plans = plan(&groups, &cfg);
         let real = real_group_scenario(&groups, &plans);
         assert_eq!(real.templates.len(), 1);
@@ -617,16 +624,8 @@ mod tests {
 
     #[test]
     fn novel_documents_are_never_labeled_known() {
-        let mut docs = Vec::new();
-        for i in 0..6 {
-            docs.push(doc("vrdu", "vrdu:A", i));
-        }
-        docs.push(doc("sroie", "sroie:ONE", 0));
+        let (docs, cfg) = one_group_and_one_stranger();
         let groups = by_group(&docs);
-        let cfg = Config {
-            withheld_share: 0.0,
-            ..Config::small(7)
-        };
         let plans = plan(&groups, &cfg);
         let (cases, index, _) = real_groups(&groups, &plans, &Policy::default());
         assert_eq!(index.len(), 1);
