@@ -9,7 +9,8 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::sketch::{band_keys, coarse_similarity, similarity, DocSketch, SimDetail, LSH_BANDS};
+use crate::align::AlignParams;
+use crate::sketch::{band_keys, coarse_similarity, DocSketch, SimDetail, LSH_BANDS};
 use crate::template::Template;
 
 /// Deterministic FNV-1a-style hasher with a final mix (keys are ids and LSH band hashes).
@@ -209,7 +210,9 @@ impl TemplateIndex {
                     .iter()
                     .filter_map(|&s| self.slots[s as usize].as_ref())
                     .map(|t| {
-                        let mut sim = similarity(doc, t);
+                        // The total is 1 by definition; only the parts (for drift) are
+                        // needed, so the alignment is not computed.
+                        let mut sim = coarse_similarity(doc, &t.cells, &t.scalar_mean);
                         sim.total = 1.0;
                         Scored {
                             template: t,
@@ -250,30 +253,22 @@ impl TemplateIndex {
                 .iter()
                 .map(|s| s.template.shape_with(&doc.boxes))
                 .collect();
-            let mut by_shape: Vec<usize> = (0..out.len()).collect();
-            by_shape.sort_by(|&a, &b| {
-                shape[b].total_cmp(&shape[a]).then_with(|| {
-                    out[a]
-                        .template
-                        .template_version_id
-                        .cmp(&out[b].template.template_version_id)
-                })
-            });
+            let coarse: Vec<f64> = out.iter().map(|s| s.sim.total).collect();
             let mut chosen = vec![false; out.len()];
-            for &i in by_shape.iter().take(keep) {
-                chosen[i] = true;
-            }
-            let mut by_coarse: Vec<usize> = (0..out.len()).collect();
-            by_coarse.sort_by(|&a, &b| {
-                out[b].sim.total.total_cmp(&out[a].sim.total).then_with(|| {
-                    out[a]
-                        .template
-                        .template_version_id
-                        .cmp(&out[b].template.template_version_id)
-                })
-            });
-            for &i in by_coarse.iter().take(keep) {
-                chosen[i] = true;
+            for score in [&shape, &coarse] {
+                // The `keep` best by this score, ties by version id (insertion-order free).
+                let mut order: Vec<usize> = (0..out.len()).collect();
+                order.sort_by(|&a, &b| {
+                    score[b].total_cmp(&score[a]).then_with(|| {
+                        out[a]
+                            .template
+                            .template_version_id
+                            .cmp(&out[b].template.template_version_id)
+                    })
+                });
+                for &i in order.iter().take(keep) {
+                    chosen[i] = true;
+                }
             }
             let mut i = 0;
             out.retain(|_| {
@@ -283,7 +278,9 @@ impl TemplateIndex {
             });
         }
         for s in out.iter_mut() {
-            s.sim = s.sim.with_align(s.template.align_with(&doc.boxes));
+            s.sim = s
+                .sim
+                .with_align(s.template.align_with(&doc.boxes, &AlignParams::default()));
         }
         sort_scored(&mut out);
         (out, n)

@@ -55,10 +55,7 @@ pub mod diagnostics {
     /// Box-alignment similarity of a document to a template (closest exemplar) with
     /// explicit tolerances.
     pub fn align_similarity(doc: &ValidatedDocument, t: &Template, p: &AlignParams) -> f64 {
-        t.box_sets
-            .iter()
-            .map(|b| crate::align::align_similarity(&doc.sketch.boxes, b, p))
-            .fold(0.0, f64::max)
+        t.align_with(&doc.sketch.boxes, p)
     }
 
     /// Exact Jaccard between the document's and the template's LSH token sets.

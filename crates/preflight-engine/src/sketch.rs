@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::align::BoxSet;
+use crate::align::{AlignParams, BoxSet};
 use crate::features::{ElementType, StructuralFeatures};
 
 /// Element-type groups that get their own grid channel.
@@ -348,8 +348,6 @@ pub(crate) struct SimDetail {
     pub scalar_parts: [f64; NS],
     /// Grids and scalars combined (the coarse similarity that ranks candidates).
     pub coarse: f64,
-    /// Box alignment to the closest exemplar (`None` until the candidate is aligned).
-    pub align: Option<f64>,
     /// The similarity decisions use: coarse and alignment blended (see [`ALIGN_WEIGHT`]).
     pub total: f64,
 }
@@ -361,7 +359,6 @@ pub(crate) const ALIGN_WEIGHT: f64 = 0.3;
 impl SimDetail {
     /// Adds the alignment score and recomputes the total.
     pub(crate) fn with_align(mut self, align: f64) -> SimDetail {
-        self.align = Some(align);
         self.total = (ALIGN_WEIGHT * align + (1.0 - ALIGN_WEIGHT) * self.coarse).clamp(0.0, 1.0);
         self
     }
@@ -434,12 +431,12 @@ pub(crate) fn coarse_similarity(
         groups,
         scalar_parts,
         coarse: total.clamp(0.0, 1.0),
-        align: None,
         total: total.clamp(0.0, 1.0),
     }
 }
 
 /// Full similarity of a document to a template: coarse term and box alignment.
 pub(crate) fn similarity(doc: &DocSketch, t: &crate::template::Template) -> SimDetail {
-    coarse_similarity(doc, &t.cells, &t.scalar_mean).with_align(t.align_with(&doc.boxes))
+    coarse_similarity(doc, &t.cells, &t.scalar_mean)
+        .with_align(t.align_with(&doc.boxes, &AlignParams::default()))
 }

@@ -327,11 +327,10 @@ impl Template {
     }
 
     /// Box-alignment similarity of a document's boxes to the closest exemplar.
-    pub(crate) fn align_with(&self, boxes: &BoxSet) -> f64 {
-        let p = AlignParams::default();
+    pub(crate) fn align_with(&self, boxes: &BoxSet, p: &AlignParams) -> f64 {
         self.box_sets
             .iter()
-            .map(|b| align_similarity(boxes, b, &p))
+            .map(|b| align_similarity(boxes, b, p))
             .fold(0.0, f64::max)
     }
 
