@@ -199,10 +199,13 @@ fn dec(d: Decision) -> Dec {
     }
 }
 
-fn best_group(e: &Evaluation) -> Option<String> {
-    e.template_id
-        .clone()
-        .or_else(|| e.runner_up.as_ref().map(|c| c.template_id.clone()))
+/// The top-ranked template's group and confidence (for NEW: the closest template's).
+fn best_of(e: &Evaluation) -> (Option<String>, f64) {
+    match (&e.template_id, &e.runner_up) {
+        (Some(t), _) => (Some(t.clone()), e.match_confidence),
+        (None, Some(c)) => (Some(c.template_id.clone()), c.match_confidence),
+        (None, None) => (None, 0.0),
+    }
 }
 
 /// A labeled outcome with where it came from.
@@ -302,15 +305,18 @@ fn evaluate_scenario(
             let drift = templates
                 .get(&q.group)
                 .map_or(0.0, |t| diagnostics::drift(&v, t));
+            let (best, confidence) = best_of(&e);
             Case {
                 partition: q.partition,
                 source: q.source,
                 level: q.level,
                 outcome: Outcome {
+                    group: q.group.clone(),
                     truth: q.truth.clone(),
-                    best: best_group(&e),
+                    best,
                     decision: dec(e.decision),
                     drift,
+                    confidence,
                 },
             }
         })

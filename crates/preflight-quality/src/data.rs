@@ -65,15 +65,12 @@ pub fn load(dir: &Path) -> Result<Corpus, String> {
     Ok(Corpus { docs, data_version })
 }
 
-/// Issuers that appear in SROIE under two legal names normalization cannot join, mapped
-/// to the name kept. McDonald's Malaysia receipts are printed by "Gerbang Alaf Restaurants
-/// Sdn Bhd (formerly known as Golden Arches Restaurants Sdn Bhd)" and annotators picked
-/// either name; Domino's Pizza Malaysia receipts are issued by its operator Dommal Food
-/// Services. Each pair is one issuer, so one group.
-pub const ISSUER_ALIASES: [(&str, &str); 2] = [
-    ("GOLDENARCHESRESTAURANTS", "GERBANGALAFRESTAURANTS"),
-    ("DOMMALFOODSERVICES", "DOMINOPIZZA"),
-];
+/// Issuers that appear in SROIE under two legal names that neither normalization nor a
+/// shared address joins, mapped to the name kept. Domino's Pizza Malaysia receipts are
+/// issued by its operator Dommal Food Services (outlets differ, so addresses do); one
+/// issuer, one group. (McDonald's "Gerbang Alaf" / "Golden Arches" pair is joined by its
+/// shared address, see [`merge_by_address`].)
+pub const ISSUER_ALIASES: [(&str, &str); 1] = [("DOMMALFOODSERVICES", "DOMINOPIZZA")];
 
 /// Normalizes an SROIE company name so issuer variants group together
 /// ("MR. D.I.Y. (KUCHAI) SDN BHD" and "MR. D.I.Y. (M) SDN BHD" → "MRDIY").
@@ -82,8 +79,15 @@ pub fn normalize_company(c: &str) -> String {
     let mut depth = 0i32;
     for ch in c.to_uppercase().chars() {
         match ch {
-            '(' => depth += 1,
-            ')' => depth = (depth - 1).max(0),
+            // A parenthesized part separates words ("MR.D.I.Y(M)SDN BHD" is "MR DIY SDN BHD").
+            '(' => {
+                depth += 1;
+                s.push(' ');
+            }
+            ')' => {
+                depth = (depth - 1).max(0);
+                s.push(' ');
+            }
             _ if depth == 0 => s.push(if ch.is_ascii_alphanumeric() { ch } else { ' ' }),
             _ => {}
         }
@@ -137,6 +141,63 @@ pub fn merge_variants(names: &[String]) -> BTreeMap<String, String> {
         canon.insert(n.to_string(), target.unwrap_or_else(|| n.to_string()));
     }
     canon
+}
+
+/// Characters of the normalized address that identify a shop: enough for street and
+/// number, short enough that transcription noise at the end (postcode, city) is ignored.
+const ADDRESS_KEY_LEN: usize = 30;
+
+/// An SROIE address reduced to its identifying part: upper-case letters and digits only,
+/// the first [`ADDRESS_KEY_LEN`] of them. Empty when the record has no address.
+pub fn address_key(address: &str) -> String {
+    address
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_uppercase())
+        .take(ADDRESS_KEY_LEN)
+        .collect()
+}
+
+/// Joins issuer names whose receipts carry the same address key: one shop prints one
+/// receipt layout, whatever name the annotator read off it (a franchise and its operator,
+/// an abbreviated trading name). Input: (canonical name, address key) per receipt; output:
+/// each name's issuer, the most frequent name of its address-connected component (ties:
+/// the alphabetically first). Receipts without an address join nothing.
+pub fn merge_by_address(receipts: &[(String, String)]) -> BTreeMap<String, String> {
+    let mut freq: BTreeMap<&str, usize> = BTreeMap::new();
+    for (n, _) in receipts {
+        *freq.entry(n.as_str()).or_default() += 1;
+    }
+    let names: Vec<&str> = freq.keys().copied().collect();
+    let id = |n: &str| names.binary_search(&n).expect("name was counted");
+    let mut parent: Vec<usize> = (0..names.len()).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    let mut first_at: BTreeMap<&str, usize> = BTreeMap::new();
+    for (n, a) in receipts.iter().filter(|(_, a)| !a.is_empty()) {
+        let i = id(n);
+        let j = *first_at.entry(a.as_str()).or_insert(i);
+        let (ri, rj) = (root(&mut parent, i), root(&mut parent, j));
+        parent[ri] = rj;
+    }
+    let mut best: BTreeMap<usize, &str> = BTreeMap::new();
+    for (i, n) in names.iter().enumerate() {
+        let r = root(&mut parent, i);
+        let e = best.entry(r).or_insert(n);
+        if freq[n] > freq[*e] {
+            *e = n;
+        }
+    }
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.to_string(), best[&root(&mut parent, i)].to_string()))
+        .collect()
 }
 
 /// Features from pixel boxes `[x0, y0, x1, y1]` on a `w`×`h` page (SROIE segments are text
@@ -209,6 +270,7 @@ pub fn load_sroie(dir: &Path) -> Result<Vec<Doc>, String> {
             }
             raw.push((
                 normalize_company(v["entities"]["company"].as_str().unwrap_or("")),
+                address_key(v["entities"]["address"].as_str().unwrap_or("")),
                 v["file_name"].as_str().unwrap_or("").to_string(),
                 features_from_pixels(&boxes, w, h),
             ));
@@ -216,11 +278,16 @@ pub fn load_sroie(dir: &Path) -> Result<Vec<Doc>, String> {
     }
     let names: Vec<String> = raw.iter().map(|r| r.0.clone()).collect();
     let canon = merge_variants(&names);
+    let pairs: Vec<(String, String)> = raw
+        .iter()
+        .map(|r| (canon[&r.0].clone(), r.1.clone()))
+        .collect();
+    let issuer = merge_by_address(&pairs);
     let mut docs: Vec<Doc> = raw
         .into_iter()
-        .map(|(company, name, features)| Doc {
+        .map(|(company, _, name, features)| Doc {
             source: "sroie",
-            group: format!("sroie:{}", canon[&company]),
+            group: format!("sroie:{}", issuer[&canon[&company]]),
             name,
             features,
             extractor: ExtractorMetadata {
@@ -365,6 +432,34 @@ mod tests {
         assert_eq!(c["GARDENIABAKERIESKL"], "GARDENIA");
         assert_eq!(c["GARDENIA"], "GARDENIA");
         assert_eq!(levenshtein("kitten", "sitting"), 3);
+        // Glued parenthesized parts still separate the name from its legal suffix.
+        assert_eq!(normalize_company("MR.D.I.Y(M)SDN BHD"), "MRDIY");
+    }
+
+    #[test]
+    fn issuers_sharing_an_address_are_one_issuer() {
+        assert_eq!(
+            address_key("No. 2, Jalan Temenggung 19/9, Seksyen 9, Bandar Mahkota Cheras"),
+            "NO2JALANTEMENGGUNG199SEKSYEN9B"
+        );
+        let r = |n: &str, a: &str| (n.to_string(), a.to_string());
+        let m = merge_by_address(&[
+            r("MAXINCOME", "A1"),
+            r("FAMILYMART", "A1"),
+            r("MAXINCOME", "A1"),
+            r("FAMILYMART", "A2"),
+            r("OTHERSHOP", "A2"),
+            r("LONER", ""),
+            r("NOADDRESS", ""),
+        ]);
+        // A1 joins FAMILYMART and MAXINCOME; A2 joins OTHERSHOP to them: one component,
+        // named by its most frequent name (a tie, so the alphabetically first).
+        assert_eq!(m["MAXINCOME"], "FAMILYMART");
+        assert_eq!(m["FAMILYMART"], "FAMILYMART");
+        assert_eq!(m["OTHERSHOP"], "FAMILYMART");
+        // No address, no join.
+        assert_eq!(m["LONER"], "LONER");
+        assert_eq!(m["NOADDRESS"], "NOADDRESS");
     }
 
     #[test]

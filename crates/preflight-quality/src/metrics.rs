@@ -15,6 +15,8 @@ pub enum Dec {
 /// One evaluated case.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Outcome {
+    /// The group the document comes from (its layout family, registered or not).
+    pub group: String,
     /// The true template group; `None` for a layout that was never registered.
     pub truth: Option<String>,
     /// The top-ranked template's group (for NEW: the closest template), if any.
@@ -22,6 +24,9 @@ pub struct Outcome {
     pub decision: Dec,
     /// Drift of the document against its true template (0 when unknown).
     pub drift: f64,
+    /// Calibrated confidence of the top-ranked template (for NEW: of the closest one;
+    /// 0 with an empty index).
+    pub confidence: f64,
 }
 
 impl Outcome {
@@ -122,6 +127,73 @@ pub fn quality(outcomes: &[Outcome]) -> Quality {
     q
 }
 
+/// MATCH precision and automation had MATCH required `confidence ≥ threshold` instead of
+/// the contract's 0.85. Raising the threshold only turns MATCHes into REVIEWs (every other
+/// reason to downgrade is independent of it), so this is exactly what the engine would
+/// decide with that threshold.
+pub fn at_match_threshold(outcomes: &[Outcome], threshold: f64) -> (Ratio, Ratio) {
+    let (mut precision, mut automation) = (Ratio::default(), Ratio::default());
+    for o in outcomes {
+        let matched = o.decision == Dec::Match && o.confidence >= threshold;
+        if matched {
+            precision.den += 1;
+            precision.num += u64::from(o.top1());
+        }
+        if o.truth.is_some() {
+            automation.den += 1;
+            automation.num += u64::from(matched && o.top1());
+        }
+    }
+    (precision, automation)
+}
+
+/// A MATCH to the wrong template, set against the template's own documents.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WrongMatch {
+    /// The document's own group.
+    pub group: String,
+    /// Whether that group has a template (a known document matched to the wrong one)
+    /// or not (a never-registered layout MATCHed).
+    pub known: bool,
+    /// The template it was matched to.
+    pub matched: String,
+    pub confidence: f64,
+    /// The matched template's own held-out documents that scored below this one: a
+    /// threshold that rejects this MATCH rejects at least these genuine ones too.
+    pub genuine_below: Ratio,
+}
+
+/// Every wrong MATCH among `outcomes` (with its index there), and how many of the matched
+/// template's genuine held-out documents (in the same `outcomes`) have a lower confidence.
+pub fn wrong_matches(outcomes: &[Outcome]) -> Vec<(usize, WrongMatch)> {
+    outcomes
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.decision == Dec::Match && !o.top1())
+        .filter_map(|(i, o)| {
+            let matched = o.best.clone()?;
+            let genuine: Vec<f64> = outcomes
+                .iter()
+                .filter(|g| g.truth.as_deref() == Some(matched.as_str()) && g.top1())
+                .map(|g| g.confidence)
+                .collect();
+            Some((
+                i,
+                WrongMatch {
+                    group: o.group.clone(),
+                    known: o.truth.is_some(),
+                    matched,
+                    confidence: o.confidence,
+                    genuine_below: Ratio::new(
+                        genuine.iter().filter(|&&c| c < o.confidence).count() as u64,
+                        genuine.len() as u64,
+                    ),
+                },
+            ))
+        })
+        .collect()
+}
+
 /// One drift stream: stable documents, then a change at `change_at`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StreamResult {
@@ -209,12 +281,46 @@ mod tests {
     use super::*;
 
     fn o(truth: Option<&str>, best: Option<&str>, d: Dec) -> Outcome {
+        oc(truth, best, d, 0.9)
+    }
+
+    fn oc(truth: Option<&str>, best: Option<&str>, d: Dec, confidence: f64) -> Outcome {
         Outcome {
+            group: truth.unwrap_or("novel").to_string(),
             truth: truth.map(str::to_string),
             best: best.map(str::to_string),
             decision: d,
             drift: 0.1,
+            confidence,
         }
+    }
+
+    #[test]
+    fn stricter_match_threshold_and_wrong_match_anatomy() {
+        let cases = [
+            oc(Some("a"), Some("a"), Dec::Match, 0.99),
+            oc(Some("a"), Some("a"), Dec::Match, 0.90),
+            oc(Some("a"), Some("a"), Dec::Match, 0.86),
+            oc(Some("a"), Some("a"), Dec::Review, 0.95), // ambiguous: stays REVIEW
+            oc(None, Some("a"), Dec::Match, 0.92),       // impostor
+            oc(Some("b"), Some("a"), Dec::Match, 0.87),  // known, wrong template
+            oc(Some("b"), Some("b"), Dec::New, 0.40),
+        ];
+        let (p, a) = at_match_threshold(&cases, 0.85);
+        assert_eq!((p, a), (Ratio::new(3, 5), Ratio::new(3, 6)));
+        let (p, a) = at_match_threshold(&cases, 0.88);
+        assert_eq!((p, a), (Ratio::new(2, 3), Ratio::new(2, 6)));
+        let (p, a) = at_match_threshold(&cases, 0.95);
+        assert_eq!((p, a), (Ratio::new(1, 1), Ratio::new(1, 6)));
+        let w = wrong_matches(&cases);
+        assert_eq!(w.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [4, 5]);
+        let w: Vec<WrongMatch> = w.into_iter().map(|(_, w)| w).collect();
+        assert_eq!((w[0].group.as_str(), w[0].known), ("novel", false));
+        assert_eq!(w[0].matched, "a");
+        // Genuine "a" documents (top-1 right, any decision): 0.99, 0.90, 0.86, 0.95.
+        assert_eq!(w[0].genuine_below, Ratio::new(2, 4));
+        assert_eq!((w[1].group.as_str(), w[1].known), ("b", true));
+        assert_eq!(w[1].genuine_below, Ratio::new(1, 4));
     }
 
     #[test]

@@ -7,7 +7,10 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use crate::bench::{Config, RunData};
-use crate::metrics::{drift_quality, quality, DriftQuality, Quality};
+use crate::metrics::{
+    at_match_threshold, drift_quality, quality, wrong_matches, DriftQuality, Quality, Ratio,
+    WrongMatch,
+};
 use crate::perturb::LEVELS;
 use crate::split::Partition;
 
@@ -33,6 +36,25 @@ pub struct DriftRow {
     pub quality: DriftQuality,
 }
 
+/// Real-group MATCH precision and automation at a stricter MATCH threshold.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThresholdRow {
+    pub partition: Partition,
+    pub threshold: f64,
+    pub match_precision: Ratio,
+    pub automation: Ratio,
+}
+
+/// The MATCH thresholds the trade-off table shows (0.85 is the contract's).
+pub const MATCH_THRESHOLDS: [f64; 6] = [0.85, 0.875, 0.90, 0.925, 0.95, 0.975];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WrongMatchRow {
+    pub partition: Partition,
+    pub source: &'static str,
+    pub wrong: WrongMatch,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Target {
     pub name: String,
@@ -52,6 +74,8 @@ pub struct Report {
     pub registered_templates: usize,
     pub perturbation_templates: usize,
     pub real: Vec<Row>,
+    pub match_thresholds: Vec<ThresholdRow>,
+    pub wrong_matches: Vec<WrongMatchRow>,
     pub perturbation: Vec<LevelRow>,
     pub drift: Vec<DriftRow>,
     pub targets: Vec<Target>,
@@ -89,6 +113,36 @@ pub fn build(
                 scope: s.to_string(),
                 quality: quality(&o),
             });
+        }
+    }
+    let mut match_thresholds = Vec::new();
+    let mut wrong = Vec::new();
+    for part in PARTS {
+        let cases: Vec<_> = run.real.iter().filter(|c| c.partition == part).collect();
+        let all: Vec<_> = cases.iter().map(|c| c.outcome.clone()).collect();
+        for threshold in MATCH_THRESHOLDS {
+            let (match_precision, automation) = at_match_threshold(&all, threshold);
+            match_thresholds.push(ThresholdRow {
+                partition: part,
+                threshold,
+                match_precision,
+                automation,
+            });
+        }
+    }
+    // Over both partitions: a document of one may be MATCHed to a template of the other
+    // (they share one index), and the template's genuine documents are in its own.
+    let all_real: Vec<_> = run.real.iter().map(|c| c.outcome.clone()).collect();
+    for part in PARTS {
+        for (i, w) in wrong_matches(&all_real) {
+            let case = &run.real[i];
+            if case.partition == part {
+                wrong.push(WrongMatchRow {
+                    partition: part,
+                    source: case.source,
+                    wrong: w,
+                });
+            }
         }
     }
     let mut perturbation = Vec::new();
@@ -135,6 +189,8 @@ pub fn build(
         registered_templates: run.registered_templates,
         perturbation_templates: run.perturbation_templates,
         real,
+        match_thresholds,
+        wrong_matches: wrong,
         perturbation,
         drift,
         targets,
@@ -315,6 +371,35 @@ pub fn markdown(r: &Report) -> String {
                 .map(u64::to_string)
                 .collect::<Vec<_>>()
                 .join("/")
+        );
+    }
+    let _ = writeln!(s, "\n### Real groups: MATCH threshold trade-off\n\nWhat MATCH precision and automation would be if MATCH required a higher confidence than the contract's 0.85 (raising it only turns MATCHes into REVIEWs).\n\n| partition | MATCH at confidence ≥ | MATCH precision | automation |\n|---|---|---|---|");
+    for row in &r.match_thresholds {
+        let _ = writeln!(
+            s,
+            "| {} | {:.3} | {} | {} |",
+            row.partition.as_str(),
+            row.threshold,
+            row.match_precision.pct(),
+            row.automation.pct()
+        );
+    }
+    let _ = writeln!(s, "\n### Real groups: every wrong MATCH\n\n*Genuine below*: the matched template's own held-out documents with a lower confidence than the wrong MATCH (a threshold that refuses it refuses those too).\n\n| partition | source | document's group | registered? | matched template | confidence | genuine below |\n|---|---|---|---|---|---|---|");
+    if r.wrong_matches.is_empty() {
+        let _ = writeln!(s, "| all | | none | | | | |");
+    }
+    for row in &r.wrong_matches {
+        let w = &row.wrong;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {:.3} | {} |",
+            row.partition.as_str(),
+            row.source,
+            w.group,
+            if w.known { "yes" } else { "no" },
+            w.matched,
+            w.confidence,
+            w.genuine_below.pct()
         );
     }
     let _ = writeln!(s, "\n### Perturbation series\n\n| partition | level | cases | top-1 | MATCH precision | automation | MATCH/REVIEW/NEW/REJECT | mean drift |\n|---|---|---|---|---|---|---|---|");
