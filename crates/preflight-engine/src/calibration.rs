@@ -1,9 +1,10 @@
 //! Calibration: maps raw layout similarity (0..1) to `match_confidence` so the contract's
 //! fixed thresholds keep their meaning: at or above 0.85 the matched template was right at
-//! least 99.5% of the time on held-out data, below 0.50 the document's template was
-//! usually not registered at all. The knots were fitted on real data by
-//! `examples/quality.rs` (see docs/engine.md, "Calibration"); the map is monotone and
-//! piecewise linear through (0,0), (S_NEW, 0.50), (S_MATCH, 0.85), (1,1).
+//! least 99.5% of the time on the quality benchmark's tune partition, below 0.50 the
+//! document's template was usually not registered at all. The knots were fitted on that
+//! partition (docs/quality.md, "Tuning"; how they hold on the validate partition is in its
+//! results); the map is monotone and piecewise linear through (0,0), (S_NEW, 0.50),
+//! (S_MATCH, 0.85), (1,1).
 
 /// Similarity that maps to confidence 0.50 (NEW below).
 pub const S_NEW: f64 = 0.66;
