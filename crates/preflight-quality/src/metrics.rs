@@ -158,8 +158,8 @@ pub struct WrongMatch {
     /// The template it was matched to.
     pub matched: String,
     pub confidence: f64,
-    /// The matched template's own held-out documents that scored below this one: a
-    /// threshold that rejects this MATCH rejects at least these genuine ones too.
+    /// Of the matched template's own held-out documents that rank it first, those that
+    /// scored below this one: a threshold that rejects this MATCH rejects them too.
     pub genuine_below: Ratio,
 }
 
