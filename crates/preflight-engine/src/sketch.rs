@@ -377,7 +377,7 @@ pub(crate) fn coarse_similarity(
     let mut d_in = [[0u64; 3]; GROUPS];
     // Cells come sorted by key, so keys of one (page, group, resolution) form runs: sum a
     // run in registers and add it to its accumulator once, instead of a read-modify-write
-    // of the accumulator per cell (a store-forwarding chain that dominated this loop).
+    // of the accumulator in memory per cell.
     // Integer sums: the result does not depend on the order, sorted or not.
     let (mut run_start, mut run_end) = (0usize, 0usize);
     let (mut g, mut r) = (0usize, 0usize);

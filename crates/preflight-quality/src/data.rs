@@ -67,7 +67,7 @@ pub fn load(dir: &Path) -> Result<Corpus, String> {
 
 /// Issuers that appear in SROIE under two legal names that neither normalization nor a
 /// shared address joins, mapped to the name kept. Domino's Pizza Malaysia receipts are
-/// issued by its operator Dommal Food Services (outlets differ, so addresses do); one
+/// issued by its operator Dommal Food Services (their receipts share no address key); one
 /// issuer, one group. (McDonald's "Gerbang Alaf" / "Golden Arches" pair is joined by its
 /// shared address, see [`merge_by_address`].)
 pub const ISSUER_ALIASES: [(&str, &str); 1] = [("DOMMALFOODSERVICES", "DOMINOPIZZA")];
