@@ -15,15 +15,7 @@ use preflight_engine::{evaluate, validate, Policy, Template, TemplateIndex};
 const BOXES: usize = 50;
 
 fn template(seed: u64) -> Template {
-    Template::new(
-        format!("tpl-{seed}"),
-        1,
-        format!("tpl-{seed}@1"),
-        vec![synth::features(&synth::layout(seed, BOXES))],
-        0.95,
-        vec![],
-    )
-    .expect("synthetic template is valid")
+    synth::bench_template(seed, BOXES)
 }
 
 fn bench_evaluate(c: &mut Criterion) {
@@ -44,8 +36,7 @@ fn bench_evaluate(c: &mut Criterion) {
             idx.approx_memory_bytes(),
             idx.approx_memory_bytes() / n
         );
-        let target = (n as u64) / 2;
-        let f = synth::document(target, 12345, BOXES, 0.004, 1);
+        let f = synth::bench_known_document(n, BOXES);
         let x = synth::extractor(0.95);
         let doc = validate(&f, &x).unwrap();
         let e = evaluate(&idx, &doc, &policy);

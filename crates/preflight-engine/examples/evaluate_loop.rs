@@ -13,7 +13,7 @@ use std::hint::black_box;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use preflight_engine::{evaluate, validate, Policy, Template, TemplateIndex};
+use preflight_engine::{evaluate, validate, Policy, TemplateIndex};
 
 const BOXES: usize = 50;
 const CHUNKS: usize = 5;
@@ -23,29 +23,22 @@ fn main() -> ExitCode {
         .skip(1)
         .filter_map(|a| a.parse().ok())
         .collect();
-    let [templates, iterations] = args[..] else {
+    let usage = || {
         eprintln!("usage: evaluate_loop TEMPLATES ITERATIONS (both positive integers)");
-        return ExitCode::from(2);
+        ExitCode::from(2)
+    };
+    let [templates, iterations] = args[..] else {
+        return usage();
     };
     if templates == 0 || iterations == 0 {
-        eprintln!("usage: evaluate_loop TEMPLATES ITERATIONS (both positive integers)");
-        return ExitCode::from(2);
+        return usage();
     }
     let mut index = TemplateIndex::new();
     for seed in 0..templates as u64 {
-        let t = Template::new(
-            format!("tpl-{seed}"),
-            1,
-            format!("tpl-{seed}@1"),
-            vec![synth::features(&synth::layout(seed, BOXES))],
-            0.95,
-            vec![],
-        )
-        .expect("synthetic template is valid");
-        index.insert(t);
+        index.insert(synth::bench_template(seed, BOXES));
     }
     // The same known document as benches/evaluate.rs.
-    let features = synth::document(templates as u64 / 2, 12345, BOXES, 0.004, 1);
+    let features = synth::bench_known_document(templates, BOXES);
     let doc = validate(&features, &synth::extractor(0.95)).expect("synthetic document");
     let policy = Policy::default();
     let mut best = f64::INFINITY;

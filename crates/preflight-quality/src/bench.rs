@@ -232,10 +232,9 @@ pub struct RunData {
 pub fn run(docs: &[Doc], cfg: &Config, policy: &Policy) -> RunData {
     let groups = by_group(docs);
     let plans = plan(&groups, cfg);
-    let (real, index, templates) = real_groups(&groups, &plans, policy);
+    let (real, _, templates) = real_groups(&groups, &plans, policy);
     let (perturbed, perturbation_templates) = perturbation(&groups, &plans, cfg, policy);
     let streams = drift_streams(&groups, &plans, &templates, cfg);
-    let _ = index;
     RunData {
         real,
         perturbed,

@@ -3,7 +3,7 @@
 //! template seed, plus per-document natural variation (jitter, extra or missing rows).
 #![allow(dead_code)]
 
-use preflight_engine::{BoundingBox, ExtractorMetadata, StructuralFeatures};
+use preflight_engine::{BoundingBox, ExtractorMetadata, StructuralFeatures, Template};
 
 /// splitmix64: tiny, seedable, good enough for fixtures.
 pub struct Rng(pub u64);
@@ -227,4 +227,24 @@ pub fn extractor(conf: f64) -> ExtractorMetadata {
         latency_ms: 120.0,
         cost_usd: Some(0.01),
     }
+}
+
+/// The evaluate bench's template for a seed: id `tpl-<seed>`, one exemplar of `boxes`
+/// boxes (shared by `benches/evaluate.rs` and `examples/evaluate_loop.rs`).
+pub fn bench_template(seed: u64, boxes: usize) -> Template {
+    Template::new(
+        format!("tpl-{seed}"),
+        1,
+        format!("tpl-{seed}@1"),
+        vec![features(&layout(seed, boxes))],
+        0.95,
+        vec![],
+    )
+    .expect("synthetic template is valid")
+}
+
+/// The evaluate bench's known document for an index of `templates` bench templates: a
+/// natural variant of template `templates / 2`.
+pub fn bench_known_document(templates: usize, boxes: usize) -> StructuralFeatures {
+    document(templates as u64 / 2, 12345, boxes, 0.004, 1)
 }
