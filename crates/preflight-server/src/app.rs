@@ -7,96 +7,19 @@ use std::time::{Duration, Instant};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
-use crate::audit::AuditExt;
 use crate::auth::passwords::PasswordHasherPool;
 use crate::auth::tokens::TokenSigner;
 use crate::auth::{KeyVerifier, ScopeSet, USAGE_FLUSH_INTERVAL};
 use crate::config::{redact_url, Config};
-use crate::http::identity::FailedLoginThrottle;
+use crate::domain::audit::{self, AuditAction, AuditExt};
+use crate::domain::identity::FailedLoginThrottle;
+use crate::domain::identity::{self, Acting};
 use crate::rate_limit::RateLimiter;
 use crate::redis_link::RedisLink;
 use crate::registry::TemplateRegistry;
-use crate::storage::identity::Tenant;
+use crate::state::{AppState, Inner};
 use crate::storage::{self, Store};
 use crate::writer::EvaluationWriter;
-
-pub const DECISIONS: [&str; 4] = ["MATCH", "REVIEW", "NEW", "REJECT"];
-
-struct Inner {
-    config: Config,
-    store: Arc<dyn Store>,
-    redis: Option<RedisLink>,
-    metrics: PrometheusHandle,
-    started_at: Instant,
-    keys: KeyVerifier,
-    tokens: TokenSigner,
-    passwords: PasswordHasherPool,
-    limiter: RateLimiter,
-    login_throttle: FailedLoginThrottle,
-    templates: Arc<TemplateRegistry>,
-    writer: EvaluationWriter,
-    /// Evaluations answered by this instance since it started, by decision.
-    evaluations: [std::sync::atomic::AtomicU64; 4],
-}
-
-/// Shared by every handler; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    inner: Arc<Inner>,
-}
-
-impl AppState {
-    pub fn config(&self) -> &Config {
-        &self.inner.config
-    }
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.inner.store
-    }
-    pub fn redis(&self) -> Option<&RedisLink> {
-        self.inner.redis.as_ref()
-    }
-    pub fn metrics(&self) -> &PrometheusHandle {
-        &self.inner.metrics
-    }
-    pub fn uptime(&self) -> Duration {
-        self.inner.started_at.elapsed()
-    }
-    pub fn keys(&self) -> &KeyVerifier {
-        &self.inner.keys
-    }
-    pub fn tokens(&self) -> &TokenSigner {
-        &self.inner.tokens
-    }
-    pub fn passwords(&self) -> &PasswordHasherPool {
-        &self.inner.passwords
-    }
-    pub fn limiter(&self) -> &RateLimiter {
-        &self.inner.limiter
-    }
-    pub fn login_throttle(&self) -> &FailedLoginThrottle {
-        &self.inner.login_throttle
-    }
-    pub fn templates(&self) -> &Arc<TemplateRegistry> {
-        &self.inner.templates
-    }
-    pub fn writer(&self) -> &EvaluationWriter {
-        &self.inner.writer
-    }
-    pub fn count_evaluation(&self, decision: &str) {
-        if let Some(i) = DECISIONS.iter().position(|d| *d == decision) {
-            self.inner.evaluations[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            metrics::counter!("evaluations_total", "decision" => DECISIONS[i]).increment(1);
-        }
-    }
-    /// Evaluations answered by this instance since start, per decision.
-    pub fn evaluation_counts(&self) -> Vec<(&'static str, u64)> {
-        DECISIONS
-            .iter()
-            .zip(&self.inner.evaluations)
-            .map(|(d, n)| (*d, n.load(std::sync::atomic::Ordering::Relaxed)))
-            .collect()
-    }
-}
 
 /// Opens the store and applies migrations: the `preflight migrate` command.
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
@@ -151,34 +74,32 @@ pub async fn build_state(config: Config, metrics: PrometheusHandle) -> anyhow::R
         .ok_or_else(|| anyhow::anyhow!("API_KEY_SALT is not set"))?;
     let passwords = PasswordHasherPool::new();
     passwords.warm_up();
-    let state = AppState {
-        inner: Arc::new(Inner {
-            keys: KeyVerifier::new(salt.expose()),
-            tokens: TokenSigner::new(jwt_secret.expose(), config.jwt_expire_minutes),
-            passwords,
-            limiter: RateLimiter::new(&config, redis.clone()),
-            login_throttle: FailedLoginThrottle::new(),
-            templates: Arc::new(TemplateRegistry::new(
-                store.clone(),
-                config.template_cache_max,
-            )),
-            writer: EvaluationWriter::start(store.clone()),
-            evaluations: Default::default(),
-            config,
-            store,
-            redis,
-            metrics,
-            started_at: Instant::now(),
-        }),
-    };
+    let state = AppState::new(Inner {
+        keys: KeyVerifier::new(salt.expose()),
+        tokens: TokenSigner::new(jwt_secret.expose(), config.jwt_expire_minutes),
+        passwords,
+        limiter: RateLimiter::new(&config, redis.clone()),
+        login_throttle: FailedLoginThrottle::new(),
+        templates: Arc::new(TemplateRegistry::new(
+            store.clone(),
+            config.template_cache_max,
+        )),
+        writer: EvaluationWriter::start(store.clone()),
+        evaluations: Default::default(),
+        config,
+        store,
+        redis,
+        metrics,
+        started_at: Instant::now(),
+    });
     tokio::spawn(state.templates().clone().sync_forever());
     let janitor = state.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
         loop {
             tick.tick().await;
-            let before =
-                chrono::Utc::now() - chrono::Duration::hours(crate::idempotency::RETENTION_HOURS);
+            let before = chrono::Utc::now()
+                - chrono::Duration::hours(crate::domain::idempotency::RETENTION_HOURS);
             if let Err(e) = janitor.store().purge_idempotency(before).await {
                 tracing::debug!(error = %e, "idempotency purge skipped");
             }
@@ -206,15 +127,12 @@ async fn bootstrap_first_tenant(store: &dyn Store, config: &Config) -> anyhow::R
         .api_key_salt
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("API_KEY_SALT is not set"))?;
-    let now = chrono::Utc::now();
-    let tenant = Tenant {
-        id: uuid::Uuid::now_v7(),
-        name: "Default".into(),
-        slug: "default".into(),
-        created_at: now,
+    let system = Acting {
+        actor: "system".into(),
+        ip: None,
+        request_id: None,
     };
-    let event = crate::audit::event(Some(tenant.id), "system", "tenant_created");
-    store.create_tenant(&tenant, &event).await?;
+    let tenant = identity::create_tenant(store, "Default", Some("default"), &system).await?;
     let scopes = ScopeSet::all();
     let (record, secret) = crate::auth::keys::new_api_key_record(
         salt.expose(),
@@ -228,7 +146,7 @@ async fn bootstrap_first_tenant(store: &dyn Store, config: &Config) -> anyhow::R
             created_by: "system".into(),
         },
     );
-    let event = crate::audit::event(Some(tenant.id), "system", "api_key_created")
+    let event = audit::event(Some(tenant.id), "system", AuditAction::ApiKeyCreated)
         .target(format!("api_key:{}", record.id))
         .details(serde_json::json!({"prefix": record.prefix, "scopes": scopes.names()}));
     store.create_api_key(&record, &event).await?;

@@ -9,6 +9,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::storage::StoreError;
+
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// One invalid field of a request (422).
@@ -61,6 +63,72 @@ pub enum ApiError {
     },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+}
+
+/// Collects every invalid field before answering, so clients fix them in one round.
+#[derive(Default)]
+pub struct Violations(Vec<FieldError>);
+
+impl Violations {
+    pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    pub fn check(&mut self, ok: bool, field: &str, message: &str) {
+        if !ok {
+            self.add(field, message);
+        }
+    }
+
+    /// Keeps at most `n` entries, noting how many were left out.
+    pub fn truncate(&mut self, n: usize) {
+        if self.0.len() > n {
+            let more = self.0.len() - n;
+            self.0.truncate(n);
+            self.add("body", format!("... and {more} more problems"));
+        }
+    }
+
+    /// Adds another collection's problems after this one's.
+    pub fn append(&mut self, mut other: Violations) {
+        self.0.append(&mut other.0);
+    }
+
+    pub fn into_errors(self) -> Vec<FieldError> {
+        self.0
+    }
+
+    pub fn into_result(self) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.0))
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    /// A stale read or a duplicate is the client's conflict; an unreachable database is
+    /// a 503 the client may retry; anything else is ours and is logged, never shown.
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => ApiError::Unavailable {
+                what: "database",
+                retry_after_secs: 5,
+            },
+            StoreError::Duplicate(what) => ApiError::Conflict(what.to_string()),
+            StoreError::Stale(what) => {
+                ApiError::Conflict(format!("the {what} changed concurrently; retry"))
+            }
+            StoreError::IdempotencyKeyTaken => ApiError::Conflict(
+                "a concurrent request with the same Idempotency-Key is in progress".into(),
+            ),
+            other @ (StoreError::Migration(_) | StoreError::Other(_)) => ApiError::internal(other),
+        }
+    }
 }
 
 impl ApiError {

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use preflight_engine::{Template, TemplateIndex};
+use preflight_engine::{Template, TemplateIndex, ValidationErrors};
 use uuid::Uuid;
 
 use crate::storage::evaluations::TemplateRow;
@@ -43,20 +43,32 @@ pub struct TemplateRegistry {
     max_templates: usize,
 }
 
-/// The engine template for a stored active version.
-pub fn engine_template(row: &TemplateRow) -> Option<Template> {
+/// Builds the engine template of a stored version under `template_id`. This is also the
+/// real validation of a version's exemplars, reliability and rules (the domain runs it on
+/// every change before saving).
+pub fn build_engine_template(
+    row: &TemplateRow,
+    template_id: &str,
+) -> Result<Template, ValidationErrors> {
     let mut t = Template::new(
-        row.template_id.clone(),
+        template_id,
         row.version,
         row.id.to_string(),
         row.exemplars.0.clone(),
         row.baseline_reliability,
         row.correction_rules.0.clone(),
-    )
-    .map_err(|e| tracing::error!(template = %row.id, error = %e, "stored template does not build"))
-    .ok()?;
+    )?;
     t.outcome_stats = row.outcome_stats.0.clone();
-    Some(t)
+    Ok(t)
+}
+
+/// The engine template for a stored active version.
+pub fn engine_template(row: &TemplateRow) -> Option<Template> {
+    build_engine_template(row, &row.template_id)
+        .map_err(
+            |e| tracing::error!(template = %row.id, error = %e, "stored template does not build"),
+        )
+        .ok()
 }
 
 impl TemplateRegistry {

@@ -10,11 +10,11 @@ use uuid::Uuid;
 
 use super::extract::{ApiJson, Violations};
 use super::observe::RequestId;
-use crate::app::AppState;
-use crate::audit::{self, AuditExt};
 use crate::auth::keys::KeySpec;
-use crate::auth::{store_unavailable, Principal, Scope, ScopeSet};
+use crate::auth::{Principal, Scope, ScopeSet};
+use crate::domain::audit::{self, AuditAction, AuditExt};
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::storage::identity::ApiKeyRecord;
 
 #[derive(Deserialize, ToSchema)]
@@ -143,15 +143,11 @@ pub async fn create(
         expires_at: body.expires_at,
         created_by: principal.audit_actor(),
     });
-    let event = audit::by(&principal, "api_key_created")
+    let event = audit::by(&principal, AuditAction::ApiKeyCreated)
         .target(format!("api_key:{}", record.id))
         .request(Some(&request_id))
         .details(serde_json::json!({"prefix": record.prefix, "name": record.name, "scopes": scopes.names()}));
-    state
-        .store()
-        .create_api_key(&record, &event)
-        .await
-        .map_err(store_unavailable)?;
+    state.store().create_api_key(&record, &event).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedKey {
@@ -170,11 +166,7 @@ pub async fn list(
 ) -> Result<Json<ApiKeyList>, ApiError> {
     principal.require(Scope::KeysManage)?;
     let tenant_id = principal.tenant()?;
-    let keys = state
-        .store()
-        .list_api_keys(tenant_id)
-        .await
-        .map_err(store_unavailable)?;
+    let keys = state.store().list_api_keys(tenant_id).await?;
     Ok(Json(ApiKeyList {
         items: keys.iter().map(ApiKeyView::from).collect(),
     }))
@@ -198,14 +190,13 @@ pub async fn revoke(
     principal.require(Scope::KeysManage)?;
     let tenant_id = principal.tenant()?;
     let id = parse_id(&id)?;
-    let event = audit::by(&principal, "api_key_revoked")
+    let event = audit::by(&principal, AuditAction::ApiKeyRevoked)
         .target(format!("api_key:{id}"))
         .request(Some(&request_id));
     let done = state
         .store()
         .revoke_api_key(tenant_id, id, Utc::now(), &event)
-        .await
-        .map_err(store_unavailable)?;
+        .await?;
     if !done {
         return Err(ApiError::NotFound("api key".into()));
     }
@@ -230,8 +221,7 @@ pub async fn rotate(
     let old = state
         .store()
         .list_api_keys(tenant_id)
-        .await
-        .map_err(store_unavailable)?
+        .await?
         .into_iter()
         .find(|k| k.id == id && k.revoked_at.is_none())
         .ok_or_else(|| ApiError::NotFound("api key".into()))?;
@@ -246,15 +236,14 @@ pub async fn rotate(
         expires_at: old.expires_at,
         created_by: principal.audit_actor(),
     });
-    let event = audit::by(&principal, "api_key_rotated")
+    let event = audit::by(&principal, AuditAction::ApiKeyRotated)
         .target(format!("api_key:{id}"))
         .request(Some(&request_id))
         .details(serde_json::json!({"old_prefix": old.prefix, "new_prefix": record.prefix, "new_id": record.id}));
     let done = state
         .store()
         .rotate_api_key(tenant_id, id, &record, &event)
-        .await
-        .map_err(store_unavailable)?;
+        .await?;
     if !done {
         return Err(ApiError::NotFound("api key".into()));
     }

@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{next_cursor, page, ApiQuery, Violations};
-use crate::app::AppState;
-use crate::auth::{store_unavailable, Principal, Scope};
+use crate::auth::{Principal, Scope};
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::storage::identity::{AuditEntry, AuditFilter};
 
 #[derive(Deserialize, IntoParams)]
@@ -62,8 +62,7 @@ pub async fn list(
                 limit,
             },
         )
-        .await
-        .map_err(store_unavailable)?;
+        .await?;
     let next_cursor = next_cursor(&items, limit, |e| e.id);
     Ok(Json(AuditPage { items, next_cursor }))
 }

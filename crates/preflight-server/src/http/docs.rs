@@ -7,7 +7,7 @@ use axum::routing::get;
 use axum::Router;
 use utoipa::OpenApi;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(

@@ -7,7 +7,13 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use uuid::Uuid;
+
+use crate::domain::idempotency::{self, Begin, IdempotencyKey, Replay};
 use crate::error::{ApiError, FieldError};
+use crate::state::AppState;
 
 /// `axum::Json` with our error mapping.
 pub struct ApiJson<T>(pub T);
@@ -100,41 +106,7 @@ fn map_query_rejection(e: QueryRejection) -> ApiError {
     ApiError::Validation(vec![FieldError { field, message }])
 }
 
-/// Collects every invalid field before answering, so clients fix them in one round.
-#[derive(Default)]
-pub struct Violations(Vec<FieldError>);
-
-impl Violations {
-    pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError {
-            field: field.into(),
-            message: message.into(),
-        });
-    }
-
-    pub fn check(&mut self, ok: bool, field: &str, message: &str) {
-        if !ok {
-            self.add(field, message);
-        }
-    }
-
-    /// Keeps at most `n` entries, noting how many were left out.
-    pub fn truncate(&mut self, n: usize) {
-        if self.0.len() > n {
-            let more = self.0.len() - n;
-            self.0.truncate(n);
-            self.add("body", format!("... and {more} more problems"));
-        }
-    }
-
-    pub fn into_result(self) -> Result<(), ApiError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::Validation(self.0))
-        }
-    }
-}
+pub use crate::error::Violations;
 
 /// Parses a JSON body already read as bytes (routes that also hash the body for
 /// idempotency), with the same errors as [`ApiJson`] and the failing field's path.
@@ -231,4 +203,51 @@ pub fn next_cursor<T, K: ToString>(
     (items.len() as i64 == limit)
         .then(|| items.last().map(|last| id(last).to_string()))
         .flatten()
+}
+
+/// Where a keyed POST stands before it does anything.
+pub enum Keyed {
+    /// Do the work (and store the answer under the key, if one was sent).
+    Proceed(Option<IdempotencyKey>),
+    /// Already answered: this is the earlier answer again.
+    Replay(Response),
+}
+
+/// Reads the `Idempotency-Key` header and replays an earlier answer for it, if any.
+pub async fn idempotent(
+    state: &AppState,
+    tenant_id: Uuid,
+    headers: &HeaderMap,
+    route: &str,
+    body: &[u8],
+) -> Result<Keyed, ApiError> {
+    let key = key_of(tenant_id, headers, route, body)?;
+    Ok(match idempotency::begin(state, key).await? {
+        Begin::Proceed(key) => Keyed::Proceed(key),
+        Begin::Replay(r) => Keyed::Replay(replayed(r)),
+    })
+}
+
+/// The `Idempotency-Key` of a request, parsed but not looked up.
+pub fn key_of(
+    tenant_id: Uuid,
+    headers: &HeaderMap,
+    route: &str,
+    body: &[u8],
+) -> Result<Option<IdempotencyKey>, ApiError> {
+    IdempotencyKey::parse(
+        tenant_id,
+        headers.get(idempotency::HEADER).map(|v| v.as_bytes()),
+        route,
+        body,
+    )
+}
+
+/// An earlier answer sent again, marked as such.
+pub fn replayed(r: Replay) -> Response {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
+    let mut resp = (status, axum::Json(r.body)).into_response();
+    resp.headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    resp
 }

@@ -1,7 +1,6 @@
 //! `/v1/auth/*`: signup, login, refresh, logout, me, change-password.
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,15 +10,16 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::auth::ClientIp;
 use super::extract::{ApiJson, Violations};
 use super::observe::RequestId;
-use crate::app::AppState;
-use crate::audit::{self, AuditExt};
 use crate::auth::passwords::password_problem;
-use crate::auth::{store_unavailable, Actor, ClientIp, Principal, Role};
+use crate::auth::{Actor, Principal, Role};
+use crate::domain::audit::{self, AuditAction, AuditExt};
+use crate::domain::identity::{self, LoginAttempt};
 use crate::error::ApiError;
-use crate::storage::identity::{Tenant, User};
-use crate::storage::StoreError;
+use crate::state::AppState;
+use crate::storage::identity::Tenant;
 
 #[derive(Deserialize, ToSchema)]
 pub struct SignupRequest {
@@ -76,34 +76,7 @@ pub struct MeResponse {
     pub operator: bool,
 }
 
-/// Emails are compared trimmed and lower-cased (shared with `preflight admin`).
-pub fn normalize_email(email: &str) -> String {
-    email.trim().to_ascii_lowercase()
-}
-
-/// A deliberately loose check: something@domain.tld, no whitespace, at most 254 bytes.
-pub fn valid_email(email: &str) -> bool {
-    let Some((local, domain)) = email.split_once('@') else {
-        return false;
-    };
-    !local.is_empty()
-        && domain.contains('.')
-        && email.len() <= 254
-        && !email.contains(char::is_whitespace)
-}
-
-/// A tenant slug from its name: lower-case ASCII letters, digits and single dashes.
-pub fn slugify(name: &str) -> String {
-    let mut slug = String::new();
-    for c in name.trim().chars() {
-        if c.is_ascii_alphanumeric() {
-            slug.push(c.to_ascii_lowercase());
-        } else if !slug.ends_with('-') && !slug.is_empty() {
-            slug.push('-');
-        }
-    }
-    slug.trim_end_matches('-').chars().take(63).collect()
-}
+pub use crate::domain::identity::{normalize_email, slugify, valid_email};
 
 /// Issues a token at `issued_at`, never earlier than now. Callers pass a later instant
 /// when the user's `tokens_valid_after` lies ahead (a password change moments ago sets it to
@@ -127,13 +100,6 @@ fn token_response(
     })
 }
 
-fn conflict(e: StoreError) -> ApiError {
-    match e {
-        StoreError::Conflict(m) => ApiError::Conflict(m),
-        other => store_unavailable(other),
-    }
-}
-
 /// Creates a tenant and its admin user, and signs the user in.
 #[utoipa::path(post, path = "/v1/auth/signup", tag = "auth", request_body = SignupRequest,
     responses((status = 201, body = SignupResponse), (status = 403, description = "Signup disabled", body = crate::error::Problem),
@@ -150,57 +116,24 @@ pub async fn signup(
             "signup is disabled on this server".into(),
         ));
     }
-    let email = normalize_email(&body.email);
-    let mut v = Violations::default();
-    v.check(
-        valid_email(&email),
-        "email",
-        "must be a valid email address",
-    );
-    if let Some(p) = password_problem(&body.password) {
-        v.add("password", p);
-    }
-    let slug = slugify(&body.tenant_name);
-    v.check(
-        !slug.is_empty() && body.tenant_name.chars().count() <= 200,
-        "tenant_name",
-        "must contain letters or digits and be at most 200 characters",
-    );
-    v.into_result()?;
-
-    let password_hash = state
-        .passwords()
-        .hash(body.password)
-        .await
-        .map_err(ApiError::internal)?;
-    let now = Utc::now();
-    let tenant = Tenant {
-        id: Uuid::now_v7(),
-        name: body.tenant_name.trim().to_string(),
-        slug,
-        created_at: now,
-    };
-    let user = User {
-        id: Uuid::now_v7(),
-        tenant_id: tenant.id,
-        email: email.clone(),
-        password_hash,
-        role: Role::Admin.as_str().into(),
-        failed_logins: 0,
-        locked_until: None,
-        tokens_valid_after: now,
-        created_at: now,
-    };
-    let event = audit::event(Some(tenant.id), format!("user:{}", user.id), "signup")
-        .target(format!("tenant:{}", tenant.id))
-        .ip(ip)
-        .request(Some(&request_id));
-    state
-        .store()
-        .signup(&tenant, &user, &event)
-        .await
-        .map_err(conflict)?;
-    let token = token_response(&state, user.id, tenant.id, Role::Admin.as_str(), now)?;
+    let (tenant, user) = identity::signup(
+        state.store().as_ref(),
+        state.passwords(),
+        &body.tenant_name,
+        &body.email,
+        body.password,
+        ip,
+        &request_id,
+    )
+    .await?;
+    let email = user.email.clone();
+    let token = token_response(
+        &state,
+        user.id,
+        tenant.id,
+        Role::Admin.as_str(),
+        user.created_at,
+    )?;
     Ok((
         StatusCode::CREATED,
         Json(SignupResponse {
@@ -220,49 +153,6 @@ pub async fn signup(
     ))
 }
 
-/// Failed-login audit rows are throttled per account so a password-guessing flood cannot
-/// turn into a write flood; lockouts are always recorded.
-pub struct FailedLoginThrottle {
-    last: Mutex<std::collections::HashMap<String, Instant>>,
-}
-
-const FAILED_LOGIN_AUDIT_INTERVAL: Duration = Duration::from_secs(60);
-
-impl FailedLoginThrottle {
-    pub fn new() -> Self {
-        FailedLoginThrottle {
-            last: Mutex::new(std::collections::HashMap::new()),
-        }
-    }
-
-    fn should_record(&self, key: &str) -> bool {
-        let mut last = self.last.lock().unwrap();
-        if last.len() > 10_000 {
-            last.retain(|_, t| t.elapsed() < FAILED_LOGIN_AUDIT_INTERVAL);
-        }
-        match last.get(key) {
-            Some(t) if t.elapsed() < FAILED_LOGIN_AUDIT_INTERVAL => false,
-            _ => {
-                last.insert(key.to_string(), Instant::now());
-                true
-            }
-        }
-    }
-}
-
-impl Default for FailedLoginThrottle {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-fn bad_credentials() -> ApiError {
-    ApiError::Unauthorized {
-        code: "INVALID_CREDENTIALS",
-        detail: "email or password is incorrect".into(),
-    }
-}
-
 /// Exchanges email and password for a bearer token. Unknown emails, wrong passwords and
 /// locked accounts all get the same answer in the same time.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
@@ -273,98 +163,24 @@ pub async fn login(
     RequestId(request_id): RequestId,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
-    let email = normalize_email(&body.email);
-    if body.password.len() > 4096 || email.len() > 254 {
-        return Err(bad_credentials());
-    }
     let user = state
-        .store()
-        .find_user_by_email(&email)
-        .await
-        .map_err(store_unavailable)?;
-    let password_ok = state
-        .passwords()
-        .verify(
-            body.password,
-            user.as_ref().map(|u| u.password_hash.clone()),
-        )
-        .await
-        .map_err(ApiError::internal)?;
-    let now = Utc::now();
-    let Some(user) = user else {
-        if state
-            .login_throttle()
-            .should_record(&format!("anon:{email}"))
-        {
-            let event = audit::event(None, "anonymous", "login_failed")
-                .ip(ip)
-                .request(Some(&request_id))
-                .details(serde_json::json!({"reason": "unknown_email"}));
-            let _ = state.store().append_audit(&event).await;
-        }
-        return Err(bad_credentials());
-    };
-    let locked = user.locked_until.is_some_and(|t| t > now);
-    if password_ok && !locked {
-        if user.failed_logins > 0 || user.locked_until.is_some() {
-            state
-                .store()
-                .reset_login_failures(user.tenant_id, user.id)
-                .await
-                .map_err(store_unavailable)?;
-        }
-        let event = audit::event(Some(user.tenant_id), format!("user:{}", user.id), "login")
-            .ip(ip)
-            .request(Some(&request_id));
-        state
-            .store()
-            .append_audit(&event)
-            .await
-            .map_err(store_unavailable)?;
-        return Ok(Json(token_response(
-            &state,
-            user.id,
-            user.tenant_id,
-            &user.role,
-            user.tokens_valid_after,
-        )?));
-    }
-    let actor = format!("user:{}", user.id);
-    if !locked {
-        let config = state.config();
-        let lock_until = now + chrono::Duration::from_std(config.login_lockout).unwrap_or_default();
-        let outcome = state
-            .store()
-            .record_login_failure(
-                user.tenant_id,
-                user.id,
-                config.login_max_failures as i32,
-                now,
-                lock_until,
-            )
-            .await
-            .map_err(store_unavailable)?;
-        if outcome.locked_now {
-            let event = audit::event(Some(user.tenant_id), actor.clone(), "lockout")
-                .ip(ip)
-                .request(Some(&request_id))
-                .details(serde_json::json!({"failed_logins": outcome.failed_logins, "locked_until": lock_until}));
-            state
-                .store()
-                .append_audit(&event)
-                .await
-                .map_err(store_unavailable)?;
-            return Err(bad_credentials());
-        }
-    }
-    if state.login_throttle().should_record(&actor) {
-        let event = audit::event(Some(user.tenant_id), actor, "login_failed")
-            .ip(ip)
-            .request(Some(&request_id))
-            .details(serde_json::json!({"locked": locked}));
-        let _ = state.store().append_audit(&event).await;
-    }
-    Err(bad_credentials())
+        .login()
+        .attempt(LoginAttempt {
+            email: &body.email,
+            password: body.password,
+            ip,
+            request_id: &request_id,
+            now: Utc::now(),
+            now_instant: Instant::now(),
+        })
+        .await?;
+    Ok(Json(token_response(
+        &state,
+        user.id,
+        user.tenant_id,
+        &user.role,
+        user.tokens_valid_after,
+    )?))
 }
 
 /// The session behind a user principal: user id, token id, issued at, expires at.
@@ -396,12 +212,8 @@ pub async fn refresh(
     let (user_id, jti, issued_at, expires_at) = require_user(&principal)?;
     let tenant_id = principal.tenant()?;
     let role = principal_role(&principal);
-    let event = audit::by(&principal, "token_refreshed").request(Some(&request_id));
-    state
-        .store()
-        .revoke_token(&jti, expires_at, &event)
-        .await
-        .map_err(store_unavailable)?;
+    let event = audit::by(&principal, AuditAction::TokenRefreshed).request(Some(&request_id));
+    state.store().revoke_token(&jti, expires_at, &event).await?;
     Ok(Json(token_response(
         &state, user_id, tenant_id, role, issued_at,
     )?))
@@ -424,12 +236,8 @@ pub async fn logout(
     principal: Principal,
 ) -> Result<StatusCode, ApiError> {
     let (_, jti, _, expires_at) = require_user(&principal)?;
-    let event = audit::by(&principal, "logout").request(Some(&request_id));
-    state
-        .store()
-        .revoke_token(&jti, expires_at, &event)
-        .await
-        .map_err(store_unavailable)?;
+    let event = audit::by(&principal, AuditAction::Logout).request(Some(&request_id));
+    state.store().revoke_token(&jti, expires_at, &event).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -480,10 +288,9 @@ pub async fn change_password(
     let user = state
         .store()
         .find_user_by_email(&email)
-        .await
-        .map_err(store_unavailable)?
+        .await?
         .filter(|u| u.id == user_id && u.tenant_id == tenant_id)
-        .ok_or_else(bad_credentials)?;
+        .ok_or_else(identity::bad_credentials)?;
     let ok = state
         .passwords()
         .verify(body.current_password, Some(user.password_hash.clone()))
@@ -504,12 +311,11 @@ pub async fn change_password(
     // token below is issued one second later so it survives the cut.
     let now = Utc::now();
     let cut = chrono::DateTime::from_timestamp(now.timestamp() + 1, 0).unwrap_or(now);
-    let event = audit::by(&principal, "password_changed").request(Some(&request_id));
+    let event = audit::by(&principal, AuditAction::PasswordChanged).request(Some(&request_id));
     state
         .store()
         .set_password(tenant_id, user_id, &new_hash, cut, &event)
-        .await
-        .map_err(store_unavailable)?;
+        .await?;
     let issued = state
         .tokens()
         .issue(user_id, tenant_id, &user.role, cut)

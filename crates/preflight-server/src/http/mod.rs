@@ -2,6 +2,7 @@
 
 pub mod api_keys;
 pub mod audit_logs;
+pub mod auth;
 pub mod docs;
 pub mod evaluate;
 pub mod extract;
@@ -19,7 +20,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// Builds the full application router for a given state.
 pub fn router(state: AppState) -> Router {
@@ -46,7 +47,7 @@ pub fn router(state: AppState) -> Router {
         .merge(templates::routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
-            crate::auth::middleware,
+            auth::middleware,
         ));
 
     // Probes and metrics are never authenticated nor limited.

@@ -10,7 +10,7 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// The database check gets this long; with Redis bounded by `REDIS_TIMEOUT_MS` and both run
 /// concurrently, `/ready` answers well inside the 2 s we promise and the probe's 10 s.

@@ -6,9 +6,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::ops::{check_database, check_redis, ServiceHealth};
-use crate::app::AppState;
 use crate::auth::{Principal, Scope};
 use crate::error::ApiError;
+use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
 pub struct RateLimiterStatus {

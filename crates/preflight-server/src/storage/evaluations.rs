@@ -174,7 +174,7 @@ pub trait EvaluationStore: Send + Sync {
         filter: &TemplateFilter,
     ) -> Result<Vec<TemplateRow>, StoreError>;
     async fn count_templates(&self, tenant_id: Uuid, status: &str) -> Result<i64, StoreError>;
-    /// Inserts a template version; `Conflict` when `(template_id, version)` exists. Returns
+    /// Inserts a template version; `Duplicate` when `(template_id, version)` exists. Returns
     /// the revision it was stored with.
     async fn create_template(
         &self,
@@ -183,7 +183,7 @@ pub trait EvaluationStore: Send + Sync {
         idempotency: Option<&IdempotencyRecord>,
     ) -> Result<i64, StoreError>;
     /// Saves metadata, status, exemplars and outcome statistics if the row is still at
-    /// `expected_revision`; `Conflict` otherwise (the caller re-reads and retries).
+    /// `expected_revision`; `Stale` otherwise (the caller re-reads and retries).
     async fn save_template(
         &self,
         row: &TemplateRow,
@@ -208,7 +208,7 @@ pub trait EvaluationStore: Send + Sync {
         filter: &EvaluationFilter,
     ) -> Result<Vec<EvaluationRow>, StoreError>;
     /// Records feedback on an evaluation and, when its outcome changed, the template's new
-    /// statistics, atomically; `Conflict` if either changed underneath.
+    /// statistics, atomically; `Stale` if either changed underneath.
     #[allow(clippy::too_many_arguments)]
     async fn apply_feedback(
         &self,
@@ -399,7 +399,7 @@ macro_rules! impl_evaluation_store {
                 let mut tx = self.pool.begin_with(<$store as Dialect>::BEGIN_WRITE).await?;
                 if let Some(r) = idempotency {
                     if !insert_idempotency!(&mut *tx, r) {
-                        return Err(StoreError::Conflict("idempotency key already used".into()));
+                        return Err(StoreError::IdempotencyKeyTaken);
                     }
                 }
                 let revision = bump_revision!(&mut *tx, row.tenant_id);
@@ -430,7 +430,7 @@ macro_rules! impl_evaluation_store {
                 let mut tx = self.pool.begin_with(<$store as Dialect>::BEGIN_WRITE).await?;
                 if let Some(r) = idempotency {
                     if !insert_idempotency!(&mut *tx, r) {
-                        return Err(StoreError::Conflict("idempotency key already used".into()));
+                        return Err(StoreError::IdempotencyKeyTaken);
                     }
                 }
                 let revision = bump_revision!(&mut *tx, row.tenant_id);
@@ -448,7 +448,7 @@ macro_rules! impl_evaluation_store {
                 .rows_affected();
                 if updated != 1 {
                     tx.rollback().await?;
-                    return Err(StoreError::Conflict("the template changed concurrently".into()));
+                    return Err(StoreError::Stale("template"));
                 }
                 insert_audit!(&mut *tx, audit);
                 tx.commit().await?;
@@ -615,7 +615,7 @@ macro_rules! impl_evaluation_store {
                 let mut tx = self.pool.begin_with(<$store as Dialect>::BEGIN_WRITE).await?;
                 if let Some(r) = idempotency {
                     if !insert_idempotency!(&mut *tx, r) {
-                        return Err(StoreError::Conflict("idempotency key already used".into()));
+                        return Err(StoreError::IdempotencyKeyTaken);
                     }
                 }
                 // The previous outcome is part of the predicate: a concurrent change makes this
@@ -631,7 +631,7 @@ macro_rules! impl_evaluation_store {
                 .rows_affected();
                 if updated != 1 {
                     tx.rollback().await?;
-                    return Err(StoreError::Conflict("the evaluation's feedback changed concurrently".into()));
+                    return Err(StoreError::Stale("evaluation feedback"));
                 }
                 if let Some((row, expected)) = template {
                     let revision = bump_revision!(&mut *tx, tenant_id);
@@ -645,7 +645,7 @@ macro_rules! impl_evaluation_store {
                     .rows_affected();
                     if saved != 1 {
                         tx.rollback().await?;
-                        return Err(StoreError::Conflict("the template changed concurrently".into()));
+                        return Err(StoreError::Stale("template"));
                     }
                 }
                 tx.commit().await?;

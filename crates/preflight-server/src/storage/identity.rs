@@ -206,10 +206,10 @@ pub trait IdentityStore: Send + Sync {
 }
 
 /// Maps a unique-constraint violation to a conflict, anything else through `From`.
-pub(crate) fn conflict_or(e: sqlx::Error, what: &str) -> StoreError {
+pub(crate) fn conflict_or(e: sqlx::Error, what: &'static str) -> StoreError {
     if let sqlx::Error::Database(db) = &e {
         if db.is_unique_violation() {
-            return StoreError::Conflict(what.to_string());
+            return StoreError::Duplicate(what);
         }
     }
     e.into()

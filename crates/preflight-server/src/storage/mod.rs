@@ -24,9 +24,16 @@ pub enum StoreError {
     /// The database could not be reached or did not answer in time.
     #[error("database unavailable: {0}")]
     Unavailable(String),
-    /// A uniqueness rule was violated (e.g. a duplicate email).
+    /// A row with this natural key exists already; the text says which, for the client.
     #[error("{0}")]
-    Conflict(String),
+    Duplicate(&'static str),
+    /// The row changed since it was read (an optimistic check failed): re-read and retry.
+    /// The text names what changed.
+    #[error("the {0} changed concurrently")]
+    Stale(&'static str),
+    /// The Idempotency-Key was claimed in the meantime (a concurrent retry of the request).
+    #[error("the idempotency key was claimed concurrently")]
+    IdempotencyKeyTaken,
     #[error("migration failed: {0}")]
     Migration(String),
     #[error("database error: {0}")]

@@ -16,14 +16,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use preflight_server::audit::{self, AuditExt};
 use preflight_server::auth::keys::{new_api_key_record, KeySpec};
-use preflight_server::auth::passwords::{password_problem, PasswordHasherPool};
+use preflight_server::auth::passwords::PasswordHasherPool;
 use preflight_server::auth::{Role, Scope, ScopeSet};
 use preflight_server::config::Config;
-use preflight_server::http::identity::{normalize_email, slugify, valid_email};
+use preflight_server::domain::audit::{self, AuditAction, AuditExt};
+use preflight_server::domain::identity::{self, Acting};
+use preflight_server::error::ApiError;
 use preflight_server::secrets;
-use preflight_server::storage::identity::{ApiKeyRecord, Tenant, User};
+use preflight_server::storage::identity::{ApiKeyRecord, Tenant};
 use preflight_server::storage::{self, Store, StoreError};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -260,7 +261,7 @@ fn read_password() -> anyhow::Result<String> {
 
 fn store_error(e: StoreError) -> anyhow::Error {
     match e {
-        StoreError::Conflict(m) => anyhow::anyhow!("{m}"),
+        StoreError::Duplicate(m) => anyhow::anyhow!("{m}"),
         other => anyhow::anyhow!(other),
     }
 }
@@ -294,48 +295,43 @@ fn tenant_json(t: &Tenant) -> Value {
     json!({"id": t.id, "name": t.name, "slug": t.slug, "created_at": t.created_at})
 }
 
+/// Who the operator CLI acts as in the audit trail.
+fn operator() -> Acting<'static> {
+    Acting {
+        actor: ACTOR.into(),
+        ip: None,
+        request_id: None,
+    }
+}
+
+/// A domain refusal in the CLI's words: `--field message` per invalid field.
+fn domain_error(e: ApiError) -> anyhow::Error {
+    match e {
+        ApiError::Validation(errors) => {
+            let lines: Vec<String> = errors
+                .iter()
+                .map(|f| {
+                    let flag = match f.field.as_str() {
+                        "tenant_name" => "name",
+                        other => other,
+                    };
+                    format!("--{flag} {}", f.message)
+                })
+                .collect();
+            anyhow::anyhow!("{}", lines.join("; "))
+        }
+        ApiError::NotFound(_) => {
+            anyhow::anyhow!("no such tenant (see `preflight admin list-tenants`)")
+        }
+        ApiError::Internal(e) => e,
+        other => anyhow::anyhow!("{other}"),
+    }
+}
+
 async fn create_tenant(store: &dyn Store, a: CreateTenant) -> anyhow::Result<Output> {
-    let name = a.name.trim().to_string();
-    anyhow::ensure!(
-        !name.is_empty() && name.chars().count() <= 200,
-        "--name must be 1 to 200 characters"
-    );
-    let slug = match a.slug {
-        Some(s) => {
-            let s = s.trim().to_string();
-            anyhow::ensure!(
-                !s.is_empty()
-                    && s.len() <= 63
-                    && s.bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                    && !s.starts_with('-')
-                    && !s.ends_with('-'),
-                "--slug must be 1 to 63 lower-case letters, digits or inner dashes"
-            );
-            s
-        }
-        None => {
-            let s = slugify(&name);
-            anyhow::ensure!(
-                !s.is_empty(),
-                "cannot derive a slug from {name:?}; pass --slug"
-            );
-            s
-        }
-    };
-    let tenant = Tenant {
-        id: Uuid::now_v7(),
-        name,
-        slug,
-        created_at: Utc::now(),
-    };
-    let event = audit::event(Some(tenant.id), ACTOR, "tenant_created")
-        .target(format!("tenant:{}", tenant.id))
-        .details(json!({"name": tenant.name, "slug": tenant.slug}));
-    store
-        .create_tenant(&tenant, &event)
+    let tenant = identity::create_tenant(store, &a.name, a.slug.as_deref(), &operator())
         .await
-        .map_err(store_error)?;
+        .map_err(domain_error)?;
     Ok(Output {
         json: tenant_json(&tenant),
         text: tenant.id.to_string(),
@@ -347,34 +343,19 @@ async fn create_tenant(store: &dyn Store, a: CreateTenant) -> anyhow::Result<Out
 }
 
 async fn create_user(store: &dyn Store, a: CreateUser, password: String) -> anyhow::Result<Output> {
-    let email = normalize_email(&a.email);
-    anyhow::ensure!(valid_email(&email), "--email is not a valid email address");
-    if let Some(problem) = password_problem(&password) {
-        anyhow::bail!("the password {problem}");
-    }
     let role = Role::parse(&a.role).expect("clap allows only known roles");
     let tenant = require_tenant(store, a.tenant).await?;
-    let password_hash = PasswordHasherPool::new().hash(password).await?;
-    let now = Utc::now();
-    let user = User {
-        id: Uuid::now_v7(),
-        tenant_id: tenant.id,
-        email,
-        password_hash,
-        role: role.as_str().into(),
-        failed_logins: 0,
-        locked_until: None,
-        tokens_valid_after: now,
-        created_at: now,
-    };
-    // The email is not a secret but is personal data; the target id is enough to trace it.
-    let event = audit::event(Some(tenant.id), ACTOR, "user_created")
-        .target(format!("user:{}", user.id))
-        .details(json!({"role": role.as_str()}));
-    store
-        .create_user(&user, &event)
-        .await
-        .map_err(store_error)?;
+    let user = identity::create_user(
+        store,
+        &PasswordHasherPool::new(),
+        tenant.id,
+        &a.email,
+        password,
+        role,
+        &operator(),
+    )
+    .await
+    .map_err(domain_error)?;
     Ok(Output {
         json: json!({
             "id": user.id, "tenant_id": user.tenant_id, "email": user.email,
@@ -457,7 +438,7 @@ async fn create_key(config: &Config, store: &dyn Store, a: CreateKey) -> anyhow:
             created_by: ACTOR.into(),
         },
     );
-    let event = audit::event(record.tenant_id, ACTOR, "api_key_created")
+    let event = audit::event(record.tenant_id, ACTOR, AuditAction::ApiKeyCreated)
         .target(format!("api_key:{}", record.id))
         .details(json!({
             "prefix": record.prefix, "name": record.name,
@@ -504,7 +485,7 @@ async fn revoke_key(store: &dyn Store, a: RevokeKey) -> anyhow::Result<Output> {
         .filter(|k| a.tenant.is_none() || k.tenant_id == a.tenant)
         .ok_or_else(not_found)?;
     let now = Utc::now();
-    let event = audit::event(key.tenant_id, ACTOR, "api_key_revoked")
+    let event = audit::event(key.tenant_id, ACTOR, AuditAction::ApiKeyRevoked)
         .target(format!("api_key:{}", key.id))
         .details(json!({"prefix": key.prefix}));
     let done = match key.tenant_id {
