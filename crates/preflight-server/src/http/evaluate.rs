@@ -750,7 +750,7 @@ pub async fn feedback(
                 }
                 return Ok(Json(response_json).into_response());
             }
-            Err(StoreError::Conflict(_)) => {
+            Err(StoreError::Stale(_) | StoreError::IdempotencyKeyTaken) => {
                 if let Some(k) = &key {
                     if let Some(resp) = idempotency::lookup(&state, k).await? {
                         return Ok(resp);

@@ -129,7 +129,7 @@ fn token_response(
 
 fn conflict(e: StoreError) -> ApiError {
     match e {
-        StoreError::Conflict(m) => ApiError::Conflict(m),
+        StoreError::Duplicate(m) => ApiError::Conflict(m.into()),
         other => store_unavailable(other),
     }
 }

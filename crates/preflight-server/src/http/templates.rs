@@ -490,7 +490,7 @@ async fn store_new_version(
                 refresh(state, tenant_id).await;
                 return Ok((StatusCode::CREATED, Json(view_json)).into_response());
             }
-            Err(StoreError::Conflict(message)) => {
+            Err(message @ (StoreError::Duplicate(_) | StoreError::IdempotencyKeyTaken)) => {
                 // The key may have been claimed by a concurrent retry of this request.
                 if let Some(k) = &key {
                     if let Some(replayed) = idempotency::lookup(state, k).await? {
@@ -880,7 +880,7 @@ async fn save_edit(
                 refresh(state, tenant_id).await;
                 return Ok(row);
             }
-            Err(StoreError::Conflict(_)) => {
+            Err(StoreError::Stale(_) | StoreError::IdempotencyKeyTaken) => {
                 if let Some((k, _)) = idempotency {
                     if idempotency::lookup(state, k).await?.is_some() {
                         return Err(ApiError::Conflict(

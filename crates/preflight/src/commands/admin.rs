@@ -260,7 +260,7 @@ fn read_password() -> anyhow::Result<String> {
 
 fn store_error(e: StoreError) -> anyhow::Error {
     match e {
-        StoreError::Conflict(m) => anyhow::anyhow!("{m}"),
+        StoreError::Duplicate(m) => anyhow::anyhow!("{m}"),
         other => anyhow::anyhow!(other),
     }
 }
