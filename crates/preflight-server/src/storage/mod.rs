@@ -1,38 +1,50 @@
 //! Storage behind one trait: PostgreSQL in production, embedded SQLite by default.
 //!
 //! Handlers only see `dyn Store`, so both backends serve the same API and the same tests.
-//! Each backend has its own versioned migrations under `migrations/<backend>/`.
+//! One type, [`SqlStore`], implements it for both: each query is written once as ordinary
+//! Rust ([`sql::Query`]) and run on either pool; what really differs between the backends
+//! is in [`backend::Backend`]. The traits are split per aggregate, one module each. Each
+//! backend has its own versioned migrations under `migrations/<backend>/`.
 
+pub mod audit;
+mod backend;
 pub mod evaluations;
+pub mod idempotency;
 pub mod identity;
-mod postgres;
-mod sqlite;
+mod sql;
+pub mod templates;
+#[cfg(test)]
+pub(crate) mod tests;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use audit::AuditStore;
+pub use backend::Backend;
 pub use evaluations::EvaluationStore;
+pub use idempotency::IdempotencyStore;
 pub use identity::IdentityStore;
-pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
+pub use templates::TemplateStore;
 
 use crate::config::{Config, DatabaseConfig};
+use sql::{Db, Query};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database could not be reached or did not answer in time.
     #[error("database unavailable: {0}")]
     Unavailable(String),
-    /// A row with this natural key exists already; the text says which, for the client.
+    /// A row with this natural key exists already; the text says which, for the client
+    /// (today's messages, e.g. "a user with this email exists", "this template_id and version exist already").
     #[error("{0}")]
     Duplicate(&'static str),
     /// The row changed since it was read (an optimistic check failed): re-read and retry.
-    /// The text names what changed.
+    /// The text names what changed, e.g. "template", "evaluation feedback".
     #[error("the {0} changed concurrently")]
     Stale(&'static str),
-    /// The Idempotency-Key was claimed in the meantime (a concurrent retry of the request).
-    #[error("the idempotency key was claimed concurrently")]
+    /// The Idempotency-Key was claimed in the meantime (a concurrent retry of the same request).
+    #[error("the idempotency key was used meanwhile")]
     IdempotencyKeyTaken,
     #[error("migration failed: {0}")]
     Migration(String),
@@ -71,7 +83,16 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 }
 
 #[async_trait]
-pub trait Store: IdentityStore + EvaluationStore + Send + Sync + 'static {
+pub trait Store:
+    TemplateStore
+    + EvaluationStore
+    + IdentityStore
+    + AuditStore
+    + IdempotencyStore
+    + Send
+    + Sync
+    + 'static
+{
     /// `postgresql` or `sqlite`, for status output.
     fn backend(&self) -> &'static str;
     /// How many evaluation batches may commit at once: PostgreSQL overlaps commits (and
@@ -90,76 +111,70 @@ pub trait Store: IdentityStore + EvaluationStore + Send + Sync + 'static {
 /// Opens the configured backend. PostgreSQL connects lazily so the process can start (and
 /// report not-ready) while the database is still coming up.
 pub async fn open(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
-    match &config.database {
-        DatabaseConfig::Sqlite { path } => Ok(Arc::new(SqliteStore::open(path, config).await?)),
-        DatabaseConfig::Postgres { url } => Ok(Arc::new(PostgresStore::open(url, config)?)),
+    let db = match &config.database {
+        DatabaseConfig::Sqlite { path } => backend::connect_sqlite(path, config).await?,
+        DatabaseConfig::Postgres { url } => backend::connect_postgres(url, config)?,
+    };
+    Ok(Arc::new(SqlStore { db }))
+}
+
+/// The one [`Store`] implementation, over a pool of either backend.
+pub struct SqlStore {
+    db: Db,
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> &'static str {
+        self.db.backend().name()
+    }
+
+    fn max_concurrent_commits(&self) -> usize {
+        self.db.backend().max_concurrent_commits()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.db.execute(Query::new("SELECT 1")).await?;
+        Ok(())
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = self.db.backend().migrator();
+        match &self.db {
+            Db::Postgres(pool) => migrator.run(pool).await?,
+            Db::Sqlite(pool) => migrator.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        let backend = self.db.backend();
+        let (exists,): (bool,) = self
+            .db
+            .fetch_one(Query::new(backend.migrations_table_exists()))
+            .await?;
+        let applied: Vec<i64> = if exists {
+            self.db
+                .fetch_all::<(i64,)>(Query::new(
+                    "SELECT version FROM _sqlx_migrations WHERE success",
+                ))
+                .await?
+                .into_iter()
+                .map(|(v,)| v)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(missing_versions(backend.migrator(), &applied))
+    }
+
+    async fn close(&self) {
+        match &self.db {
+            Db::Postgres(pool) => pool.close().await,
+            Db::Sqlite(pool) => pool.close().await,
+        }
     }
 }
-
-/// What differs between the backends; everything else is written once.
-pub trait Dialect {
-    /// `postgresql` or `sqlite`, for status output.
-    const NAME: &'static str;
-    /// How many evaluation batches may commit at once: PostgreSQL overlaps commits (and
-    /// their WAL flushes); SQLite has one writer anyway.
-    const MAX_CONCURRENT_COMMITS: usize;
-    /// A query answering whether the migrations table exists yet.
-    const MIGRATIONS_TABLE_EXISTS: &'static str;
-    /// Starts a transaction that will write. SQLite needs `BEGIN IMMEDIATE`: a deferred
-    /// transaction that reads first cannot upgrade to a writer once another connection
-    /// has written (it fails with "database is locked" instead of waiting).
-    const BEGIN_WRITE: &'static str;
-    /// Appended to a SELECT that reads a row the transaction will update.
-    const LOCK_ROW: &'static str;
-}
-
-/// The [`Store`] implementation shared by both backends, given the backend's migrator.
-macro_rules! impl_store {
-    ($store:ty, $migrator:expr) => {
-        #[async_trait::async_trait]
-        impl $crate::storage::Store for $store {
-            fn backend(&self) -> &'static str {
-                <$store as $crate::storage::Dialect>::NAME
-            }
-
-            fn max_concurrent_commits(&self) -> usize {
-                <$store as $crate::storage::Dialect>::MAX_CONCURRENT_COMMITS
-            }
-
-            async fn ping(&self) -> Result<(), StoreError> {
-                sqlx::query("SELECT 1").execute(&self.pool).await?;
-                Ok(())
-            }
-
-            async fn migrate(&self) -> Result<(), StoreError> {
-                $migrator.run(&self.pool).await?;
-                Ok(())
-            }
-
-            async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
-                let exists: bool = sqlx::query_scalar(
-                    <$store as $crate::storage::Dialect>::MIGRATIONS_TABLE_EXISTS,
-                )
-                .fetch_one(&self.pool)
-                .await?;
-                let applied: Vec<i64> = if exists {
-                    sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-                        .fetch_all(&self.pool)
-                        .await?
-                } else {
-                    Vec::new()
-                };
-                Ok($crate::storage::missing_versions(&$migrator, &applied))
-            }
-
-            async fn close(&self) {
-                self.pool.close().await;
-            }
-        }
-    };
-}
-
-pub(crate) use impl_store;
 
 /// Versions in `known` that are absent from `applied`.
 fn missing_versions(known: &sqlx::migrate::Migrator, applied: &[i64]) -> Vec<i64> {

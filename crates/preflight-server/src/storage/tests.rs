@@ -1,0 +1,547 @@
+//! The store against both real backends: SQLite in a temporary directory and PostgreSQL in
+//! a database created for the test (and dropped after it), at `127.0.0.1:5432`.
+//!
+//! PostgreSQL is part of every development machine and of CI here, so these tests fail
+//! rather than skip when it cannot be reached: a silently skipped backend is untested.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::FutureExt;
+use preflight_engine::{BoundingBox, DriftDetectorState, StructuralFeatures};
+use sqlx::types::Json;
+use sqlx::Connection;
+use uuid::Uuid;
+
+use super::audit::{AuditFilter, NewAuditEvent};
+use super::evaluations::{EvaluationRow, EvaluationWrite, WriteOutcome};
+use super::idempotency::IdempotencyRecord;
+use super::identity::{Tenant, User};
+use super::templates::{TemplateRow, REVISIONS_CHUNK};
+use super::{Store, StoreError};
+use crate::config::{Config, DatabaseConfig};
+
+const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// A migrated store of one backend and what to remove afterwards.
+struct TestDb {
+    store: Arc<dyn Store>,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Dir(PathBuf),
+    Postgres(String),
+}
+
+fn config(database: DatabaseConfig) -> Config {
+    let mut config = Config::from_env_map(&HashMap::new()).expect("default config");
+    config.database = database;
+    config
+}
+
+async fn sqlite() -> TestDb {
+    let dir = std::env::temp_dir().join(format!("preflight-store-test-{}", Uuid::new_v4()));
+    let config = config(DatabaseConfig::Sqlite {
+        path: dir.join("preflight.db"),
+    });
+    let store = super::open(&config).await.expect("open sqlite");
+    store.migrate().await.expect("migrate sqlite");
+    TestDb {
+        store,
+        cleanup: Cleanup::Dir(dir),
+    }
+}
+
+async fn postgres() -> TestDb {
+    let name = format!("preflight_test_{}", Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(POSTGRES_ADMIN_URL)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL must be reachable at {POSTGRES_ADMIN_URL}: {e}"));
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create test database");
+    admin.close().await.ok();
+    let config = config(DatabaseConfig::Postgres {
+        url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
+    });
+    let store = super::open(&config).await.expect("open postgres");
+    store.migrate().await.expect("migrate postgres");
+    TestDb {
+        store,
+        cleanup: Cleanup::Postgres(name),
+    }
+}
+
+impl TestDb {
+    async fn remove(self) {
+        self.store.close().await;
+        match self.cleanup {
+            Cleanup::Dir(dir) => {
+                std::fs::remove_dir_all(dir).ok();
+            }
+            Cleanup::Postgres(name) => {
+                if let Ok(mut admin) = sqlx::PgConnection::connect(POSTGRES_ADMIN_URL).await {
+                    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut admin)
+                        .await
+                        .ok();
+                    admin.close().await.ok();
+                }
+            }
+        }
+    }
+}
+
+/// Runs `test` against a fresh store of each backend, removing it even if the test fails.
+pub(crate) async fn on_both_backends<F, Fut>(test: F)
+where
+    F: Fn(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    for db in [sqlite().await, postgres().await] {
+        let backend = db.store.backend();
+        let outcome = AssertUnwindSafe(test(db.store.clone()))
+            .catch_unwind()
+            .await;
+        db.remove().await;
+        if let Err(panic) = outcome {
+            eprintln!("failed on {backend}");
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+pub(crate) fn tenant() -> Tenant {
+    let id = Uuid::new_v4();
+    Tenant {
+        id,
+        name: format!("tenant {id}"),
+        slug: format!("t-{}", id.simple()),
+        created_at: now(),
+    }
+}
+
+/// Whole microseconds: what both backends store, so rows compare equal after a round trip.
+fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap()
+}
+
+pub(crate) fn audit(tenant_id: Uuid, action: &str) -> NewAuditEvent {
+    NewAuditEvent {
+        tenant_id: Some(tenant_id),
+        occurred_at: now(),
+        actor: "test".into(),
+        action: action.into(),
+        target: None,
+        ip: None,
+        request_id: None,
+        details: serde_json::json!({"n": 1}),
+    }
+}
+
+/// A layout the engine accepts as an exemplar: header, text blocks, a table and a footer.
+pub(crate) fn exemplar() -> StructuralFeatures {
+    let boxes: Vec<BoundingBox> = [
+        (0.05, 0.03, 0.9, 0.06, "header"),
+        (0.05, 0.12, 0.4, 0.05, "text"),
+        (0.55, 0.12, 0.4, 0.05, "text"),
+        (0.05, 0.25, 0.9, 0.4, "table"),
+        (0.05, 0.7, 0.5, 0.04, "text"),
+        (0.6, 0.7, 0.3, 0.04, "text"),
+        (0.05, 0.94, 0.9, 0.03, "footer"),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, (x, y, width, height, kind))| BoundingBox {
+        x,
+        y,
+        width,
+        height,
+        element_type: kind.into(),
+        confidence: 0.95,
+        reading_order: i as i64,
+        page: None,
+    })
+    .collect();
+    StructuralFeatures {
+        element_count: boxes.len() as i64,
+        table_count: 1,
+        text_block_count: 4,
+        image_count: 0,
+        page_count: 1,
+        text_density: 0.3,
+        layout_complexity: 0.5,
+        column_count: 2,
+        has_header: true,
+        has_footer: true,
+        bounding_boxes: boxes,
+    }
+}
+
+pub(crate) fn template(tenant_id: Uuid, template_id: &str, version: i64) -> TemplateRow {
+    TemplateRow {
+        id: Uuid::new_v4(),
+        tenant_id,
+        template_id: template_id.into(),
+        version,
+        name: Some("Invoice".into()),
+        description: None,
+        status: "active".into(),
+        baseline_reliability: 0.9,
+        correction_rules: Json(Vec::new()),
+        exemplars: Json(vec![exemplar()]),
+        outcome_stats: Json(BTreeMap::new()),
+        detector_state: Json(DriftDetectorState::new()),
+        evaluation_count: 0,
+        revision: 0,
+        created_at: now(),
+        updated_at: now(),
+    }
+}
+
+fn idempotency(tenant_id: Uuid, key: &str) -> IdempotencyRecord {
+    IdempotencyRecord {
+        tenant_id,
+        key: key.into(),
+        route: "POST /v1/test".into(),
+        request_hash: "hash".into(),
+        status: 201,
+        response: Json(serde_json::json!({"ok": true})),
+        created_at: now(),
+    }
+}
+
+fn evaluation(tenant_id: Uuid) -> EvaluationRow {
+    EvaluationRow {
+        id: Uuid::now_v7(),
+        tenant_id,
+        created_at: now(),
+        decision: "NO_MATCH".into(),
+        match_confidence: 0.0,
+        template_id: None,
+        template_version_id: None,
+        template_version: None,
+        similarity: 0.0,
+        drift_score: 0.0,
+        reliability_score: 0.5,
+        extractor_confidence: 0.9,
+        extractor_vendor: "vendor".into(),
+        extractor_model: "model".into(),
+        correlation_id: Some("c-1".into()),
+        pipeline_id: None,
+        client_doc_hash: None,
+        layout_fingerprint: "fp".into(),
+        replay_hash: "rh".into(),
+        engine_version: "test".into(),
+        request: Json(serde_json::json!({"features": {}})),
+        response: Json(serde_json::json!({"decision": "NO_MATCH"})),
+        feedback_outcome: None,
+        feedback: None,
+        feedback_at: None,
+    }
+}
+
+async fn audit_actions(store: &dyn Store, tenant_id: Uuid) -> Vec<String> {
+    let filter = AuditFilter {
+        limit: 100,
+        ..AuditFilter::default()
+    };
+    store
+        .list_audit(tenant_id, &filter)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect()
+}
+
+pub(crate) async fn new_tenant(store: &dyn Store) -> Tenant {
+    let t = tenant();
+    store
+        .create_tenant(&t, &audit(t.id, "tenant.create"))
+        .await
+        .unwrap();
+    t
+}
+
+#[tokio::test]
+async fn a_duplicate_template_version_is_duplicate() {
+    on_both_backends(|store| async move {
+        let t = new_tenant(&*store).await;
+        let first = template(t.id, "invoice", 1);
+        store
+            .create_template(&first, &audit(t.id, "template.create"), None)
+            .await
+            .unwrap();
+        let again = template(t.id, "invoice", 1);
+        let err = store
+            .create_template(&again, &audit(t.id, "template.create"), None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::Duplicate("this template_id and version exist already")
+            ),
+            "{err:?}"
+        );
+        // The failed version left no audit row behind.
+        assert_eq!(
+            audit_actions(&*store, t.id).await,
+            ["template.create", "tenant.create"]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_save_from_an_old_revision_is_stale_and_stores_nothing() {
+    on_both_backends(|store| async move {
+        let t = new_tenant(&*store).await;
+        let mut row = template(t.id, "invoice", 1);
+        let created = store
+            .create_template(&row, &audit(t.id, "template.create"), None)
+            .await
+            .unwrap();
+        row.name = Some("Renamed".into());
+        let saved = store
+            .save_template(&row, created, &audit(t.id, "template.update"), None)
+            .await
+            .unwrap();
+        assert!(saved > created);
+        row.name = Some("Lost update".into());
+        let err = store
+            .save_template(&row, created, &audit(t.id, "template.update"), None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Stale("template")), "{err:?}");
+        let stored = store.get_template(t.id, row.id).await.unwrap().unwrap();
+        assert_eq!(stored.name.as_deref(), Some("Renamed"));
+        assert_eq!(stored.revision, saved);
+        assert_eq!(
+            audit_actions(&*store, t.id).await,
+            ["template.update", "template.create", "tenant.create"]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_taken_idempotency_key_is_reported_and_stores_nothing() {
+    on_both_backends(|store| async move {
+        let t = new_tenant(&*store).await;
+        let key = idempotency(t.id, "key-1");
+        store
+            .create_template(
+                &template(t.id, "invoice", 1),
+                &audit(t.id, "template.create"),
+                Some(&key),
+            )
+            .await
+            .unwrap();
+        let second = template(t.id, "invoice", 2);
+        let err = store
+            .create_template(&second, &audit(t.id, "template.create"), Some(&key))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::IdempotencyKeyTaken), "{err:?}");
+        assert!(store.get_template(t.id, second.id).await.unwrap().is_none());
+        let found = store
+            .find_idempotency(t.id, "key-1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.status, 201);
+        assert_eq!(found.response.0, serde_json::json!({"ok": true}));
+
+        // The same key on feedback, and in a batch, where it skips the item instead.
+        let e = evaluation(t.id);
+        let outcomes = store
+            .commit_evaluations(&[
+                EvaluationWrite {
+                    row: e.clone(),
+                    observation: None,
+                    idempotency: None,
+                },
+                EvaluationWrite {
+                    row: evaluation(t.id),
+                    observation: None,
+                    idempotency: Some(key.clone()),
+                },
+            ])
+            .await
+            .unwrap();
+        assert!(matches!(outcomes[0], WriteOutcome::Stored { .. }));
+        assert!(matches!(outcomes[1], WriteOutcome::Duplicate));
+        let err = store
+            .apply_feedback(
+                t.id,
+                e.id,
+                None,
+                "correct",
+                &serde_json::json!({}),
+                now(),
+                None,
+                Some(&key),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::IdempotencyKeyTaken), "{err:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn feedback_on_a_changed_evaluation_is_stale() {
+    on_both_backends(|store| async move {
+        let t = new_tenant(&*store).await;
+        let e = evaluation(t.id);
+        store
+            .commit_evaluations(&[EvaluationWrite {
+                row: e.clone(),
+                observation: None,
+                idempotency: None,
+            }])
+            .await
+            .unwrap();
+        let stored = store.get_evaluation(t.id, e.id).await.unwrap().unwrap();
+        assert_eq!(stored.request.0, e.request.0);
+        assert_eq!(stored.created_at, e.created_at);
+        assert!(stored.feedback.is_none(), "no feedback is SQL NULL");
+        let give = |previous: Option<&'static str>| {
+            let store = store.clone();
+            async move {
+                store
+                    .apply_feedback(
+                        t.id,
+                        e.id,
+                        previous,
+                        "rejected",
+                        &serde_json::json!({"note": "wrong"}),
+                        now(),
+                        None,
+                        None,
+                    )
+                    .await
+            }
+        };
+        give(None).await.unwrap();
+        let err = give(None).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Stale("evaluation feedback")),
+            "{err:?}"
+        );
+        let stored = store.get_evaluation(t.id, e.id).await.unwrap().unwrap();
+        assert_eq!(stored.feedback_outcome.as_deref(), Some("rejected"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_audited_change_commits_with_its_audit_row_or_not_at_all() {
+    on_both_backends(|store| async move {
+        let t = new_tenant(&*store).await;
+        assert_eq!(audit_actions(&*store, t.id).await, ["tenant.create"]);
+
+        // The audit row cannot be written (its tenant does not exist): the tenant it
+        // describes must not be stored either.
+        let orphan = tenant();
+        let err = store
+            .create_tenant(&orphan, &audit(Uuid::new_v4(), "tenant.create"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Other(_)), "{err:?}");
+        assert!(store.get_tenant(orphan.id).await.unwrap().is_none());
+
+        // A duplicate is reported as such, with no audit row.
+        let mut same_slug = tenant();
+        same_slug.slug = t.slug.clone();
+        let err = store
+            .create_tenant(&same_slug, &audit(t.id, "tenant.create"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Duplicate("a tenant with this slug exists")),
+            "{err:?}"
+        );
+        let user = |email: &str| User {
+            id: Uuid::new_v4(),
+            tenant_id: t.id,
+            email: email.into(),
+            password_hash: "hash".into(),
+            role: "viewer".into(),
+            failed_logins: 0,
+            locked_until: None,
+            tokens_valid_after: now(),
+            created_at: now(),
+        };
+        store
+            .create_user(&user("a@example.com"), &audit(t.id, "user.create"))
+            .await
+            .unwrap();
+        let err = store
+            .create_user(&user("a@example.com"), &audit(t.id, "user.create"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Duplicate("a user with this email exists")),
+            "{err:?}"
+        );
+        assert_eq!(
+            audit_actions(&*store, t.id).await,
+            ["user.create", "tenant.create"]
+        );
+        let entries = store
+            .list_audit(
+                t.id,
+                &AuditFilter {
+                    limit: 1,
+                    ..AuditFilter::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(entries[0].details.0, serde_json::json!({"n": 1}));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn template_revisions_answers_for_every_tenant_at_once() {
+    on_both_backends(|store| async move {
+        let a = new_tenant(&*store).await;
+        let b = new_tenant(&*store).await;
+        let idle = new_tenant(&*store).await;
+        for (tenant, versions) in [(&a, 1), (&b, 3)] {
+            for v in 1..=versions {
+                store
+                    .create_template(
+                        &template(tenant.id, "invoice", v),
+                        &audit(tenant.id, "template.create"),
+                        None,
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+        // More ids than one query takes, most of them unknown: unknown tenants are left out.
+        let mut ids: Vec<Uuid> = (0..REVISIONS_CHUNK * 2).map(|_| Uuid::new_v4()).collect();
+        ids.insert(3, a.id);
+        ids.insert(REVISIONS_CHUNK + 7, b.id);
+        ids.push(idle.id);
+        let mut revisions = store.template_revisions(&ids).await.unwrap();
+        revisions.sort_by_key(|(_, r)| *r);
+        assert_eq!(revisions, [(idle.id, 0), (a.id, 1), (b.id, 3)]);
+        for (id, revision) in revisions {
+            assert_eq!(store.template_revision(id).await.unwrap(), revision);
+        }
+        assert!(store.template_revisions(&[]).await.unwrap().is_empty());
+    })
+    .await;
+}
