@@ -7,8 +7,6 @@
 //! on the embedded default (SQLite, in-process limiter) and on PostgreSQL + Redis, through
 //! the `on_both_backends!` macro (test names `<scenario>::embedded` / `<scenario>::postgres`).
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::process::{Output, Stdio};
@@ -21,7 +19,7 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::Sha256;
-use support::*;
+use crate::support::*;
 
 // ---------------------------------------------------------------------------------------
 // Stacks: a server on one backend, plus what the CLI needs to reach the same database

@@ -7,14 +7,12 @@
 //! and send a random `X-Forwarded-For` address of their own. No test here exhausts
 //! 127.0.0.1 in the shared Redis.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
-use support::relay::Relay;
-use support::{
+use crate::support::relay::Relay;
+use crate::support::{
     http_client, redis_url, require_redis, test_secret, ServerOptions, TestDatabase, TestServer,
 };
 

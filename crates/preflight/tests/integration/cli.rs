@@ -7,15 +7,13 @@
 //! them is a made-up token so "no text leaves the machine" can be checked by searching for
 //! those words in what was printed, sent and stored.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use support::*;
+use crate::support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Words used in the fixtures. None can occur by chance in JSON numbers, hex hashes, UUIDs,

@@ -1,14 +1,12 @@
 //! The foundation end to end: the real binary on free ports, embedded and with real
 //! PostgreSQL + Redis, probes, faults, configuration, HTTP plumbing and shutdown.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use support::relay::Relay;
-use support::*;
+use crate::support::relay::Relay;
+use crate::support::*;
 
 async fn get_json(url: &str) -> (StatusCode, Value) {
     let r = http_client().get(url).send().await.expect("request");

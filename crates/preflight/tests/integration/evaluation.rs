@@ -7,8 +7,6 @@
 //! metadata (an invoice with header, key/value rows, line items and footer; a shifted copy
 //! with more line items; an unrelated two-column text page; an empty extraction).
 
-mod support;
-
 use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -16,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::relay::Relay;
-use support::*;
+use crate::support::relay::Relay;
+use crate::support::*;
 
 // ---------------------------------------------------------------------------------------
 // Layouts

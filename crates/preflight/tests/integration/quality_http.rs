@@ -13,8 +13,6 @@
 //! Ignored by default (it needs ../shared/data); without the data it fails loudly.
 //! Run: `cargo test -p preflight --test quality_http -- --ignored --nocapture`
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -28,7 +26,7 @@ use preflight_quality::bench::{
 use preflight_quality::data::{by_group, default_data_dir, load};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use support::*;
+use crate::support::*;
 
 /// The server's batch limit.
 const BATCH_DOCUMENTS: usize = 100;
