@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
 use crate::support::relay::Relay;
 use crate::support::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------
 // Layouts
@@ -1371,6 +1371,8 @@ async fn database_outage_under_load_loses_no_acknowledged_write() {
             out
         }));
     }
+    // The load runs over time on purpose: some of it before the outage, a 2 s outage (longer
+    // than a request may take to give up), and some after the recovery.
     tokio::time::sleep(Duration::from_millis(800)).await;
     relay.close();
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -25,7 +25,7 @@ use preflight_server::redis_link::RedisLink;
 use tokio::task::JoinSet;
 
 use crate::support::relay::Relay;
-use crate::support::redis_url;
+use crate::support::{redis_url, ClosedPort};
 
 fn config(vars: &[(&str, &str)]) -> Config {
     let env: HashMap<String, String> = vars
@@ -446,13 +446,9 @@ async fn until_limiting(
 async fn unreachable_redis_fails_open_and_the_breaker_stops_calling_it() {
     metrics_handle();
     // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = ClosedPort::hold();
     let link = RedisLink::start(
-        &format!("redis://127.0.0.1:{port}"),
+        &format!("redis://127.0.0.1:{}", closed.port),
         Duration::from_millis(200),
     )
     .unwrap();
