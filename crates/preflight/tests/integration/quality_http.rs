@@ -11,13 +11,12 @@
 //! get the same answer, field for field, with exact floats.
 //!
 //! Ignored by default (it needs ../shared/data); without the data it fails loudly.
-//! Run: `cargo test -p preflight --test quality_http -- --ignored --nocapture`
-
-mod support;
+//! Run: `cargo test -p preflight --test integration -- --ignored --nocapture quality_http::`
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use crate::support::*;
 use preflight_engine::{
     evaluate, validate, Candidate, DriftComponent, Evaluation, Policy, Reason, StructuralFeatures,
     TemplateIndex,
@@ -28,7 +27,6 @@ use preflight_quality::bench::{
 use preflight_quality::data::{by_group, default_data_dir, load};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use support::*;
 
 /// The server's batch limit.
 const BATCH_DOCUMENTS: usize = 100;

@@ -1,14 +1,13 @@
-//! The foundation end to end: the real binary on free ports, embedded and with real
+//! The foundation end to end: the real binary on ports the kernel picks, embedded and with real
 //! PostgreSQL + Redis, probes, faults, configuration, HTTP plumbing and shutdown.
-
-mod support;
 
 use std::time::{Duration, Instant};
 
+use crate::support::relay::Relay;
+use crate::support::*;
 use reqwest::StatusCode;
 use serde_json::Value;
-use support::relay::Relay;
-use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn get_json(url: &str) -> (StatusCode, Value) {
     let r = http_client().get(url).send().await.expect("request");
@@ -95,9 +94,27 @@ struct PasswordRedis {
 
 impl PasswordRedis {
     fn start(password: &str) -> PasswordRedis {
+        // redis-server cannot be told to take any free port and report it, so it gets a port
+        // that was free a moment ago; should something else take it first, redis-server
+        // exits and another port is tried.
+        const ATTEMPTS: usize = 5;
+        for _ in 0..ATTEMPTS {
+            if let Some(redis) = PasswordRedis::try_start(password) {
+                return redis;
+            }
+        }
+        panic!("redis-server found its port taken {ATTEMPTS} times in a row");
+    }
+
+    /// `None` when the port was taken before redis-server could bind it.
+    fn try_start(password: &str) -> Option<PasswordRedis> {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let child = std::process::Command::new("redis-server")
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("bind an ephemeral port")
+            .port();
+        let log_path = dir.path().join("redis.log");
+        let mut child = std::process::Command::new("redis-server")
             .args([
                 "--port",
                 &port.to_string(),
@@ -111,23 +128,38 @@ impl PasswordRedis {
                 "no",
                 "--dir",
                 dir.path().to_str().unwrap(),
+                // Its own log tells whether *it* listens, which a connect to the port cannot.
+                "--logfile",
+                log_path.to_str().unwrap(),
             ])
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server must be installed for this test (see .ci/run)");
         let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        loop {
+            let exited = child.try_wait().unwrap();
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if log.contains("Ready to accept connections") {
+                break;
+            }
+            if let Some(status) = exited {
+                assert!(
+                    log.contains("Address already in use"),
+                    "redis-server exited ({status}):\n{log}"
+                );
+                return None;
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(10),
                 "redis-server did not start"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        PasswordRedis {
+        Some(PasswordRedis {
             port,
             child,
             _dir: dir,
-        }
+        })
     }
 }
 
@@ -301,7 +333,11 @@ async fn ready_requires_redis_when_configured() {
 #[tokio::test]
 async fn production_refuses_to_start_and_names_every_problem() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    // The one server here given a port in advance: the test checks that nothing listens
+    // there afterwards. The port stays held (bound, not listening) so that no other test's
+    // listener can turn up on it.
+    let closed = ClosedPort::hold();
+    let port = closed.port;
     let out = clean_command(dir.path())
         .arg("serve")
         .env("PREFLIGHT_ENV", "production")
@@ -344,7 +380,8 @@ async fn production_refuses_an_unmigrated_database_and_migrate_fixes_it() {
             .env("JWT_SECRET", test_secret())
             .env("API_KEY_SALT", test_secret())
             .env("API_HOST", "127.0.0.1")
-            .env("API_PORT", free_port().to_string());
+            // serve must refuse before listening and migrate never listens.
+            .env("API_PORT", "0");
     };
     let mut serve = clean_command(dir.path());
     serve.arg("serve");
@@ -616,11 +653,12 @@ async fn healthcheck_command_reports_readiness() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
+    let closed = ClosedPort::hold();
     let nothing = clean_command(dir.path())
         .args([
             "healthcheck",
             "--port",
-            &free_port().to_string(),
+            &closed.port.to_string(),
             "--timeout",
             "1",
         ])
@@ -640,18 +678,30 @@ async fn sigterm_lets_the_in_flight_request_finish_and_refuses_new_connections()
     assert_eq!(status, 200);
     // A hanging database makes /ready a request that takes ~1.5 s: our slow request.
     relay.hang();
-    let url = server.url("/ready");
+    let (mut stream, client_port) = send_raw_get(server.addr, "/ready").await;
     let in_flight = tokio::spawn(async move {
-        let r = http_client()
-            .get(url)
-            .send()
-            .await
-            .expect("in-flight request was cut");
-        (r.status(), r.json::<Value>().await.unwrap())
+        let mut raw = Vec::new();
+        let _ = stream.read_to_end(&mut raw).await;
+        parse_response(&raw).expect("in-flight request was cut")
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // SIGTERM only once the server has read the request: before that it is not in flight
+    // yet, and the server may rightly drop it.
+    eventually(Duration::from_secs(10), || {
+        std::future::ready(server_has_read(server.port, client_port).then_some(()))
+    })
+    .await
+    .unwrap_or_else(|| panic!("the server never read the request; log:\n{}", server.logs()));
     server.signal(nix::sys::signal::Signal::SIGTERM);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The listener closes a moment after the signal; bounded, so a server that keeps
+    // accepting still fails the assertion below.
+    let _ = eventually(Duration::from_secs(5), || {
+        std::future::ready(
+            std::net::TcpStream::connect(("127.0.0.1", server.port))
+                .is_err()
+                .then_some(()),
+        )
+    })
+    .await;
 
     let refused = std::net::TcpStream::connect(("127.0.0.1", server.port));
     assert!(
@@ -665,4 +715,64 @@ async fn sigterm_lets_the_in_flight_request_finish_and_refuses_new_connections()
     let code = server.wait_exit(Duration::from_secs(15)).await;
     assert_eq!(code, Some(0), "log:\n{}", server.logs());
     assert!(server.logs().contains("shutdown signal received"));
+}
+
+/// Opens a connection and sends `GET path` on it; returns the stream and its local port,
+/// which tells its connection apart in the kernel's table.
+async fn send_raw_get(addr: std::net::SocketAddr, path: &str) -> (tokio::net::TcpStream, u16) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let port = stream.local_addr().unwrap().port();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    (stream, port)
+}
+
+/// Status and JSON body of a whole HTTP/1.1 response; `None` when there is no response.
+fn parse_response(raw: &[u8]) -> Option<(StatusCode, Value)> {
+    let text = std::str::from_utf8(raw).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let code: u16 = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((
+        StatusCode::from_u16(code).ok()?,
+        serde_json::from_str(body).unwrap(),
+    ))
+}
+
+/// Whether the server process has read everything the client at `client_port` sent: the
+/// client has nothing unacknowledged and the server's socket nothing unread. The server
+/// gives no other sign that a request has reached it before it answers, and the kernel's
+/// table (`/proc/net/tcp`, Linux) shows it without touching the server.
+fn server_has_read(server_port: u16, client_port: u16) -> bool {
+    let client = tcp_queues(client_port, server_port);
+    let server = tcp_queues(server_port, client_port);
+    matches!((client, server), (Some((0, _)), Some((_, 0))))
+}
+
+/// `(send queue, receive queue)` in bytes of the established IPv4 connection from
+/// `local_port` to `remote_port`.
+fn tcp_queues(local_port: u16, remote_port: u16) -> Option<(u64, u64)> {
+    const ESTABLISHED: &str = "01";
+    let port = |address: &str| -> Option<u16> {
+        u16::from_str_radix(address.rsplit_once(':')?.1, 16).ok()
+    };
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 5
+            || port(fields[1])? != local_port
+            || port(fields[2])? != remote_port
+            || fields[3] != ESTABLISHED
+        {
+            return None;
+        }
+        let (tx, rx) = fields[4].split_once(':')?;
+        Some((
+            u64::from_str_radix(tx, 16).ok()?,
+            u64::from_str_radix(rx, 16).ok()?,
+        ))
+    })
 }

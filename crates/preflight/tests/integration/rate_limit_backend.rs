@@ -1,9 +1,10 @@
 //! The rate limiter against a real Redis and in process: exactness under concurrency (also
 //! across two "replicas" sharing one Redis), quota bookkeeping, the memory bound of the
 //! in-process backend, behaviour while Redis is unreachable, slow or refusing (through a
-//! TCP relay this file can cut and restore), and client-IP extraction.
+//! TCP relay of the harness), and client-IP extraction. In process: the library API of
+//! `preflight-server`, no server binary.
 //!
-//! Redis comes from `PREFLIGHT_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`). These
+//! Redis comes from `TEST_REDIS_URL` (default `redis://127.0.0.1:6379`). These
 //! tests fail, never skip, when it is unreachable: a skipped exactness test proves nothing.
 //! Every test uses its own key namespace, so they run in parallel and repeatedly.
 
@@ -21,14 +22,10 @@ use preflight_server::rate_limit::{
     self, client_ip, BreakerSettings, LimitDecision, RateLimiter, RateLimiterOptions, Subject,
 };
 use preflight_server::redis_link::RedisLink;
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 
-fn redis_url() -> String {
-    std::env::var("PREFLIGHT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
+use crate::support::relay::Relay;
+use crate::support::{redis_url, ClosedPort};
 
 fn config(vars: &[(&str, &str)]) -> Config {
     let env: HashMap<String, String> = vars
@@ -69,7 +66,7 @@ async fn connected_link(url: &str, timeout: Duration) -> RedisLink {
             Ok(_) => return link,
             Err(e) if Instant::now() >= deadline => panic!(
                 "Redis at {url} is unreachable ({e}); these tests need a running Redis \
-                 (start one, or point PREFLIGHT_TEST_REDIS_URL at it)"
+                 (start one, or point TEST_REDIS_URL at it)"
             ),
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
@@ -401,85 +398,12 @@ fn metric(series: &str) -> f64 {
         .unwrap_or_else(|| panic!("series {series} not in:\n{text}"))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RelayMode {
-    /// Forward to Redis.
-    Up,
-    /// Close connections as soon as they arrive (Redis down, restarting).
-    Refuse,
-    /// Keep connections open and never answer (Redis hanging, network black hole).
-    Blackhole,
-}
-
-/// A TCP relay in front of Redis whose failure mode a test switches at will. A switch ends
-/// forwarding on every open connection, so clients see it at once.
-struct Relay {
-    addr: SocketAddr,
-    mode: watch::Sender<RelayMode>,
-    task: JoinHandle<()>,
-}
-
-impl Relay {
-    async fn start(upstream: SocketAddr) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (mode, rx) = watch::channel(RelayMode::Up);
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((client, _)) = listener.accept().await else {
-                    continue;
-                };
-                tokio::spawn(Relay::serve(client, upstream, rx.clone()));
-            }
-        });
-        Relay { addr, mode, task }
-    }
-
-    async fn serve(
-        mut client: TcpStream,
-        upstream: SocketAddr,
-        mut rx: watch::Receiver<RelayMode>,
-    ) {
-        let mut mode = *rx.borrow_and_update();
-        if mode == RelayMode::Up {
-            let Ok(mut server) = TcpStream::connect(upstream).await else {
-                return;
-            };
-            tokio::select! {
-                _ = tokio::io::copy_bidirectional(&mut client, &mut server) => return,
-                _ = rx.changed() => {}
-            }
-            mode = *rx.borrow_and_update();
-        }
-        if mode == RelayMode::Blackhole {
-            // Swallow everything until the client gives up or the mode changes again.
-            let mut buf = [0u8; 4096];
-            loop {
-                tokio::select! {
-                    r = client.read(&mut buf) => if matches!(r, Ok(0) | Err(_)) { return },
-                    _ = rx.changed() => return,
-                }
-            }
-        }
-        // Refuse (or Up again after a cut): closing the socket is the answer.
-    }
-
-    fn set(&self, mode: RelayMode) {
-        self.mode.send_replace(mode);
-    }
-
-    fn url(&self) -> String {
-        let mut url = url::Url::parse(&redis_url()).unwrap();
-        url.set_host(Some(&self.addr.ip().to_string())).unwrap();
-        url.set_port(Some(self.addr.port())).unwrap();
-        url.to_string()
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+/// The Redis URL of the test Redis with the relay's address in place of its own.
+fn relay_url(relay: &Relay) -> String {
+    let mut url = url::Url::parse(&redis_url()).unwrap();
+    url.set_host(Some(&relay.addr.ip().to_string())).unwrap();
+    url.set_port(Some(relay.addr.port())).unwrap();
+    url.to_string()
 }
 
 async fn redis_socket_addr() -> SocketAddr {
@@ -522,13 +446,9 @@ async fn until_limiting(
 async fn unreachable_redis_fails_open_and_the_breaker_stops_calling_it() {
     metrics_handle();
     // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = ClosedPort::hold();
     let link = RedisLink::start(
-        &format!("redis://127.0.0.1:{port}"),
+        &format!("redis://127.0.0.1:{}", closed.port),
         Duration::from_millis(200),
     )
     .unwrap();
@@ -568,9 +488,9 @@ async fn unreachable_redis_fails_open_and_the_breaker_stops_calling_it() {
 #[tokio::test]
 async fn hanging_redis_fails_closed_then_recovers() {
     metrics_handle();
-    let relay = Relay::start(redis_socket_addr().await).await;
+    let relay = Relay::start(&redis_socket_addr().await.to_string()).await;
     let timeout = Duration::from_millis(200);
-    let link = connected_link(&relay.url(), timeout).await;
+    let link = connected_link(&relay_url(&relay), timeout).await;
     let limiter = RateLimiter::with_options(
         &config(&[
             ("REDIS_TIMEOUT_MS", "200"),
@@ -590,7 +510,7 @@ async fn hanging_redis_fails_closed_then_recovers() {
     }
 
     let timeouts_before = metric(r#"rate_limiter_backend_errors_total{kind="timeout"}"#);
-    relay.set(RelayMode::Blackhole);
+    relay.blackhole();
     for i in 0..50 {
         match limiter.check(&subject, 10).await {
             LimitDecision::FailClosed { retry_after_secs } => {
@@ -614,7 +534,7 @@ async fn hanging_redis_fails_closed_then_recovers() {
         "a hanging Redis shows up as timeouts"
     );
 
-    relay.set(RelayMode::Up);
+    relay.restart();
     match until_limiting(&limiter, &subject, 10, Duration::from_secs(20)).await {
         // The state survived the outage in Redis: the second counted request.
         LimitDecision::Allowed(q) => assert_eq!(q.remaining, 8),
@@ -625,8 +545,8 @@ async fn hanging_redis_fails_closed_then_recovers() {
 
 #[tokio::test]
 async fn refused_redis_fails_open_then_limiting_resumes() {
-    let relay = Relay::start(redis_socket_addr().await).await;
-    let link = connected_link(&relay.url(), Duration::from_millis(200)).await;
+    let relay = Relay::start(&redis_socket_addr().await.to_string()).await;
+    let link = connected_link(&relay_url(&relay), Duration::from_millis(200)).await;
     let limiter = RateLimiter::with_options(
         &config(&[("REDIS_TIMEOUT_MS", "200")]),
         Some(link),
@@ -641,7 +561,7 @@ async fn refused_redis_fails_open_then_limiting_resumes() {
         LimitDecision::Allowed(_)
     ));
 
-    relay.set(RelayMode::Refuse);
+    relay.close();
     for i in 0..20 {
         assert_eq!(
             limiter.check(&subject, 3).await,
@@ -651,7 +571,7 @@ async fn refused_redis_fails_open_then_limiting_resumes() {
     }
     assert!(limiter.circuit_open());
 
-    relay.set(RelayMode::Up);
+    relay.restart();
     match until_limiting(&limiter, &subject, 3, Duration::from_secs(20)).await {
         LimitDecision::Allowed(q) => assert_eq!(q.remaining, 1),
         other => panic!("expected Allowed after recovery: {other:?}"),
@@ -734,7 +654,7 @@ async fn time_checks(limiter: &RateLimiter, count: usize) -> Vec<Duration> {
 }
 
 #[tokio::test]
-#[ignore = "benchmark: cargo test --release -p preflight-server --test rate_limit_backend -- --ignored --nocapture bench"]
+#[ignore = "benchmark: cargo test --release -p preflight --test integration -- --ignored --nocapture rate_limit_backend::bench"]
 async fn bench_check_cost() {
     let redis = redis_limiter("bench").await;
     let local = RateLimiter::new(&config(&[]), None);

@@ -7,13 +7,12 @@
 //! on the embedded default (SQLite, in-process limiter) and on PostgreSQL + Redis, through
 //! the `on_both_backends!` macro (test names `<scenario>::embedded` / `<scenario>::postgres`).
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -21,7 +20,6 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::Sha256;
-use support::*;
 
 // ---------------------------------------------------------------------------------------
 // Stacks: a server on one backend, plus what the CLI needs to reach the same database
@@ -948,7 +946,8 @@ async fn lockout_answers_like_a_wrong_password_and_expires(backend: Backend) {
     assert_eq!(locked.status, 401);
 
     // The window passes; a full set of new failures locks the account again (the count
-    // does not keep growing past the limit and never lock again).
+    // does not keep growing past the limit and never lock again). The lockout runs on the
+    // server's real clock, so the test waits the window out.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     for i in 0..3 {
         let r = login(

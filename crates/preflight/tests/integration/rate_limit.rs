@@ -7,16 +7,15 @@
 //! and send a random `X-Forwarded-For` address of their own. No test here exhausts
 //! 127.0.0.1 in the shared Redis.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::relay::Relay;
+use crate::support::{
+    eventually, http_client, redis_url, require_redis, test_secret, ServerOptions, TestDatabase,
+    TestServer,
+};
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
-use support::relay::Relay;
-use support::{
-    http_client, redis_url, require_redis, test_secret, ServerOptions, TestDatabase, TestServer,
-};
 
 /// `RATE_LIMIT_PER_MINUTE` in these tests: one request is earned back every 3 s.
 const PER_MINUTE: u32 = 20;
@@ -623,6 +622,20 @@ async fn wait_limited_by_redis(client: &reqwest::Client, server: &TestServer, ke
     }
 }
 
+/// Until the relay has cut the server's open Redis connection, so that the requests that
+/// follow meet an unreachable Redis and not the last moments of a reachable one.
+async fn wait_cut(relay: &Relay) {
+    let cut = eventually(Duration::from_secs(5), || {
+        std::future::ready((relay.forwarding() == 0).then_some(()))
+    })
+    .await;
+    assert!(
+        cut.is_some(),
+        "the relay still forwards {} connections",
+        relay.forwarding()
+    );
+}
+
 fn backend_errors(text: &str) -> f64 {
     metric(text, "rate_limiter_backend_errors_total", "")
 }
@@ -653,7 +666,7 @@ async fn redis_outage_fails_open_within_the_timeout_and_limiting_resumes() {
 
     // Connections refused: the exhausted key is served, without quota headers.
     relay.close();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_cut(&relay).await;
     for i in 0..10 {
         let r = me(&client, &server, &key, None).await;
         assert_eq!(r.status, 200, "fail-open request {i}: {r:?}");
@@ -675,7 +688,8 @@ async fn redis_outage_fails_open_within_the_timeout_and_limiting_resumes() {
         ) >= 10.0,
         "{text}"
     );
-    // Past the breaker's cool-down a probe tries Redis again and fails again.
+    // Past the breaker's cool-down a probe tries Redis again and fails again. The cool-down
+    // is real time in the server, so the test waits it out.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     for _ in 0..3 {
         assert_eq!(me(&client, &server, &key, None).await.status, 200);
@@ -757,7 +771,7 @@ async fn fail_closed_answers_503_while_redis_is_unreachable() {
     assert_eq!(first.status, 200, "{first:?}");
 
     relay.close();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_cut(&relay).await;
     for i in 0..6 {
         let r = me(&client, &server, &key, None).await;
         assert_eq!(r.status, 503, "fail-closed request {i}: {r:?}");

@@ -7,15 +7,13 @@
 //! them is a made-up token so "no text leaves the machine" can be checked by searching for
 //! those words in what was printed, sent and stored.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 
+use crate::support::*;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Words used in the fixtures. None can occur by chance in JSON numbers, hex hashes, UUIDs,
@@ -679,7 +677,8 @@ async fn evaluate_against_nothing_fails_after_the_retries_with_a_clear_message()
     let d = dir.path();
     write(d, "a.json", &textract(&layout_a()));
     write(d, "b.json", &textract(&layout_b()));
-    let url = format!("http://127.0.0.1:{}", free_port());
+    let closed = ClosedPort::hold();
+    let url = format!("http://127.0.0.1:{}", closed.port);
     let o = cli(
         d,
         &[

@@ -7,17 +7,15 @@
 //! metadata (an invoice with header, key/value rows, line items and footer; a shifted copy
 //! with more line items; an unrelated two-column text page; an empty extraction).
 
-mod support;
-
 use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::relay::Relay;
+use crate::support::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::relay::Relay;
-use support::*;
 
 // ---------------------------------------------------------------------------------------
 // Layouts
@@ -1373,6 +1371,8 @@ async fn database_outage_under_load_loses_no_acknowledged_write() {
             out
         }));
     }
+    // The load runs over time on purpose: some of it before the outage, a 2 s outage (longer
+    // than a request may take to give up), and some after the recovery.
     tokio::time::sleep(Duration::from_millis(800)).await;
     relay.close();
     tokio::time::sleep(Duration::from_secs(2)).await;
