@@ -19,12 +19,14 @@ pub mod template;
 pub mod validate;
 
 pub use drift::{ChangePoint, DriftDetectorState, DriftObservation, DriftSeries};
-pub use evaluate::{evaluate, Candidate, Decision, DriftComponent, Evaluation, Policy, Reason};
+pub use evaluate::{
+    evaluate, Candidate, ClosestTemplate, Decision, DriftComponent, Evaluation, Policy, Reason,
+};
 pub use features::{BoundingBox, ElementType, ExtractorMetadata, StructuralFeatures};
 pub use fingerprint::{layout_fingerprint, replay_hash};
 pub use index::TemplateIndex;
 pub use reliability::{reliability_score, ReliabilityInputs};
-pub use template::{CorrectionRule, OutcomeStats, Template};
+pub use template::{CorrectionRule, ExtractorIdentity, OutcomeStats, Template};
 pub use validate::{validate, FieldError, ValidatedDocument, ValidationErrors};
 
 /// Measurement hooks for the quality example and benches (not a stable API).
