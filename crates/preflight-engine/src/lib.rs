@@ -86,4 +86,4 @@ pub mod diagnostics {
 
 /// Version of the decision logic. It is part of every replay hash: a change to scoring,
 /// calibration or the canonical forms must bump it so old hashes are never silently reused.
-pub const ENGINE_VERSION: &str = "1.1.0";
+pub const ENGINE_VERSION: &str = "1.2.0";

@@ -883,3 +883,30 @@ proptest! {
         prop_assert!(ok, "not monotone");
     }
 }
+
+#[test]
+fn page_edge_marks_do_not_move_the_content_frame() {
+    // Azure API v2.1 reports page-edge artefacts as large selection marks; a photo's page
+    // frame becomes a figure. The layout around them is unchanged and must still match.
+    let idx = index_of(0..5);
+    let mut f = features(&layout(4, N));
+    let mark = |x: f64, y: f64, w: f64, h: f64, t: &str| BoundingBox {
+        x,
+        y,
+        width: w,
+        height: h,
+        element_type: t.into(),
+        confidence: 0.9,
+        reading_order: 0,
+        page: None,
+    };
+    f.bounding_boxes
+        .push(mark(0.0, 0.9, 0.13, 0.1, "selection_mark"));
+    f.bounding_boxes
+        .push(mark(0.88, 0.9, 0.12, 0.1, "selection_mark"));
+    f.bounding_boxes.push(mark(0.0, 0.0, 0.12, 0.05, "figure"));
+    f.element_count += 3;
+    let e = eval(&idx, &f);
+    assert_eq!(e.template_id.as_deref(), Some("t4"), "{e:?}");
+    assert!(e.similarity > 0.9, "{}", e.similarity);
+}
