@@ -721,11 +721,17 @@ fn targets(real: &[RealRow], pairs: &[PairCase], learning: &[LearningRow]) -> Ve
             .collect(),
         |p| p.identified && p.names_extractor_change(),
     ));
+    // The data has one rotation series and it hashes into the tune partition, so this
+    // target is read on it (nothing was tuned for rotation; docs/quality.md).
+    let rotation: Vec<&PairCase> = pairs
+        .iter()
+        .filter(|p| p.converter == Converter::Adapters && p.kind == PairKind::Rotation)
+        .collect();
     t.push(all(
-        "±10° rotation identified",
-        adapters
+        "±10° rotation identified (the one series is in tune)",
+        rotation
             .iter()
-            .filter(|p| p.kind == PairKind::Rotation && rotation_target(&p.variant))
+            .filter(|p| rotation_target(&p.variant))
             .collect(),
         |p| p.identified,
     ));
