@@ -99,7 +99,7 @@ impl Acc {
 /// Hull of a flat polygon `[x1, y1, x2, y2, ...]`.
 fn hull(poly: &[Value]) -> Option<[f64; 4]> {
     let v: Vec<f64> = poly.iter().filter_map(Value::as_f64).collect();
-    if v.len() < 4 || v.len() % 2 != 0 {
+    if v.len() < 4 || !v.len().is_multiple_of(2) {
         return None;
     }
     let xs = v.iter().step_by(2);
