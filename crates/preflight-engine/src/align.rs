@@ -143,6 +143,7 @@ impl BoxSet {
             if on.is_empty() {
                 continue;
             }
+            let on = crate::sketch::frame_boxes(&on);
             let mut xs: Vec<f64> = on.iter().map(|b| b.x0).collect();
             let mut xe: Vec<f64> = on.iter().map(|b| b.x1).collect();
             let mut ys: Vec<f64> = on.iter().map(|b| b.y0).collect();

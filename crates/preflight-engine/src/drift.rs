@@ -76,6 +76,25 @@ impl DriftObservation {
             extractor_confidence: e.extractor_confidence,
         })
     }
+
+    /// The observation for the evaluation's closest template (see
+    /// [`crate::ClosestTemplate`]) when its confidence is at least `min_confidence`,
+    /// whatever the decision: the template version id whose detector should see it, and the
+    /// observation. This is how a NEW or REVIEW caused by a redesign or an extractor
+    /// upgrade can still reach the template's change detector.
+    pub fn from_closest(e: &Evaluation, min_confidence: f64) -> Option<(String, DriftObservation)> {
+        let c = e.closest_template.as_ref()?;
+        (c.match_confidence >= min_confidence).then(|| {
+            (
+                c.template_version_id.clone(),
+                DriftObservation {
+                    similarity: c.similarity,
+                    drift: c.drift_score,
+                    extractor_confidence: e.extractor_confidence,
+                },
+            )
+        })
+    }
 }
 
 /// Which series changed.

@@ -66,6 +66,23 @@ pub struct Candidate {
     pub match_confidence: f64,
 }
 
+/// The top-ranked template of an evaluation, whatever the decision, with what a drift
+/// monitor needs: a NEW or REVIEW document whose closest template is near enough may be
+/// that template's changed layout (a redesign, an extractor upgrade), and the server can
+/// feed this template's change detector with it (issue #14). `match_confidence` tells how
+/// near: compare it with a threshold of the caller's choice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClosestTemplate {
+    pub template_id: String,
+    pub template_version_id: String,
+    pub template_version: i64,
+    pub match_confidence: f64,
+    /// Raw layout similarity (0..1) to this template.
+    pub similarity: f64,
+    /// Per-document drift (0..1) against this template.
+    pub drift_score: f64,
+}
+
 /// Thresholds of the decision. `Policy::default()` is the contract's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Policy {
@@ -156,6 +173,10 @@ pub struct Evaluation {
     pub candidates_considered: usize,
     /// The best other template (for NEW: the closest template, which was not close enough).
     pub runner_up: Option<Candidate>,
+    /// The top-ranked template whatever the decision (for MATCH/REVIEW the reported one, for
+    /// NEW the closest one), with its similarity and drift; `None` with an empty index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closest_template: Option<ClosestTemplate>,
 }
 
 /// Evaluates a validated document against a tenant's templates.
@@ -244,6 +265,12 @@ pub fn evaluate(index: &TemplateIndex, doc: &ValidatedDocument, policy: &Policy)
                     policy.max_drift
                 ),
             ));
+            decision = Decision::Review;
+        }
+        if let Some(msg) = extractor_change(m.template, ext) {
+            // A new vendor, model or version is unverified on this layout: the history the
+            // reliability uses is another extractor's, and boxes may be cut differently.
+            reasons.push(Reason::new("EXTRACTOR_CHANGED", msg));
             decision = Decision::Review;
         }
         let outcomes = m.template.outcomes_for(ext);
@@ -349,6 +376,18 @@ pub fn evaluate(index: &TemplateIndex, doc: &ValidatedDocument, policy: &Policy)
         });
     }
 
+    let closest_template = best.map(|b| ClosestTemplate {
+        template_id: b.template.template_id.clone(),
+        template_version_id: b.template.template_version_id.clone(),
+        template_version: b.template.version,
+        match_confidence: best_conf,
+        similarity: round6(b.sim.total),
+        drift_score: if matched.is_some() {
+            drift_score
+        } else {
+            document_drift(&b.sim, b.template).0
+        },
+    });
     let template_version_id = matched.map(|m| m.template.template_version_id.clone());
     let replay = replay_finish(
         doc.replay_prefix.clone(),
@@ -374,7 +413,50 @@ pub fn evaluate(index: &TemplateIndex, doc: &ValidatedDocument, policy: &Policy)
         layout_fingerprint: doc.layout_fingerprint().to_string(),
         candidates_considered: considered,
         runner_up,
+        closest_template,
     }
+}
+
+/// The `EXTRACTOR_CHANGED` message when the document's extractor is not one the template
+/// has seen (`None` when it is, or when the template records none). The message names what
+/// differs against the seen identity closest to the document's (same vendor and model
+/// first), e.g. "version 2.1.0 (template has seen 2.0.0)".
+fn extractor_change(
+    t: &crate::template::Template,
+    ext: &crate::features::ExtractorMetadata,
+) -> Option<String> {
+    if t.seen_extractors.is_empty() {
+        return None;
+    }
+    let id = crate::template::ExtractorIdentity::of(ext);
+    if t.seen_extractors.contains(&id) {
+        return None;
+    }
+    let near = t
+        .seen_extractors
+        .iter()
+        .max_by_key(|s| (s.vendor == id.vendor, s.model == id.model))
+        .expect("not empty");
+    let what = if near.vendor != id.vendor {
+        format!(
+            "vendor {}/{} {} (template has seen {}/{} {})",
+            id.vendor, id.model, id.version, near.vendor, near.model, near.version
+        )
+    } else if near.model != id.model {
+        format!(
+            "model {} {} (template has seen {} {})",
+            id.model, id.version, near.model, near.version
+        )
+    } else {
+        format!(
+            "version {} (template has seen {})",
+            id.version, near.version
+        )
+    };
+    Some(format!(
+        "the layout matches template {} but the extractor changed: {what}",
+        t.template_id
+    ))
 }
 
 fn low_share(doc: &ValidatedDocument, below: f64) -> f64 {

@@ -19,12 +19,14 @@ pub mod template;
 pub mod validate;
 
 pub use drift::{ChangePoint, DriftDetectorState, DriftObservation, DriftSeries};
-pub use evaluate::{evaluate, Candidate, Decision, DriftComponent, Evaluation, Policy, Reason};
+pub use evaluate::{
+    evaluate, Candidate, ClosestTemplate, Decision, DriftComponent, Evaluation, Policy, Reason,
+};
 pub use features::{BoundingBox, ElementType, ExtractorMetadata, StructuralFeatures};
 pub use fingerprint::{layout_fingerprint, replay_hash};
 pub use index::TemplateIndex;
 pub use reliability::{reliability_score, ReliabilityInputs};
-pub use template::{CorrectionRule, OutcomeStats, Template};
+pub use template::{CorrectionRule, ExtractorIdentity, OutcomeStats, Template};
 pub use validate::{validate, FieldError, ValidatedDocument, ValidationErrors};
 
 /// Measurement hooks for the quality example and benches (not a stable API).
@@ -84,4 +86,4 @@ pub mod diagnostics {
 
 /// Version of the decision logic. It is part of every replay hash: a change to scoring,
 /// calibration or the canonical forms must bump it so old hashes are never silently reused.
-pub const ENGINE_VERSION: &str = "1.1.0";
+pub const ENGINE_VERSION: &str = "1.2.0";

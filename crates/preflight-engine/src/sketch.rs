@@ -80,6 +80,36 @@ pub(crate) fn key_is_token(k: u16) -> bool {
     TOKEN_RES.contains(&r)
 }
 
+/// The boxes of one page that define its content frame: all but selection marks and
+/// graphics, unless fewer than [`MIN_FRAME_BOXES`] remain. Extractors report marks and
+/// graphics inconsistently (Azure API v2.1 reports page-edge artefacts as selection marks
+/// 0.1–0.2 page units large; a photo's page frame becomes a figure), and one such box at a
+/// page corner moves the whole normalized frame, so every cell of the document shifts.
+/// Text, form keys/values and tables are what the layout is made of.
+pub(crate) fn frame_boxes<'a>(on_page: &[&'a NormBox]) -> Vec<&'a NormBox> {
+    let core: Vec<&NormBox> = on_page
+        .iter()
+        .copied()
+        .filter(|b| {
+            !matches!(
+                b.etype,
+                ElementType::SelectionMark
+                    | ElementType::Figure
+                    | ElementType::Signature
+                    | ElementType::Barcode
+            )
+        })
+        .collect();
+    if core.len() >= MIN_FRAME_BOXES {
+        core
+    } else {
+        on_page.to_vec()
+    }
+}
+
+/// Fewest content boxes that define a frame on their own (see [`frame_boxes`]).
+pub(crate) const MIN_FRAME_BOXES: usize = 3;
+
 /// A validated, clamped box in page units.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct NormBox {
@@ -166,8 +196,9 @@ impl DocSketch {
             if on_page.is_empty() {
                 continue;
             }
-            let (bx0, bx1) = trimmed_extent(on_page.iter().map(|b| (b.x0, b.x1)));
-            let (by0, by1) = trimmed_extent(on_page.iter().map(|b| (b.y0, b.y1)));
+            let frame = frame_boxes(&on_page);
+            let (bx0, bx1) = trimmed_extent(frame.iter().map(|b| (b.x0, b.x1)));
+            let (by0, by1) = trimmed_extent(frame.iter().map(|b| (b.y0, b.y1)));
             let (sx, sy) = (bx1 - bx0, by1 - by0);
             for b in on_page {
                 let g = group_of(b.etype);

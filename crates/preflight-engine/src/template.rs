@@ -6,7 +6,7 @@
 //! exemplars it learns which cells are stable (always or never occupied) and weighs
 //! them more than cells that come and go (e.g. variable line items).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +40,27 @@ impl OutcomeStats {
     }
 }
 
+/// Which extractor produced a layout: vendor, model and version as the client reported
+/// them. A template remembers the identities it has seen (see
+/// [`Template::seen_extractors`]) so an evaluation can name an extractor change.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ExtractorIdentity {
+    pub vendor: String,
+    pub model: String,
+    pub version: String,
+}
+
+impl ExtractorIdentity {
+    /// The identity of an extractor's metadata (strings trimmed, as validation checks them).
+    pub fn of(e: &ExtractorMetadata) -> ExtractorIdentity {
+        ExtractorIdentity {
+            vendor: e.vendor.trim().to_string(),
+            model: e.model.trim().to_string(),
+            version: e.version.trim().to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct CellAcc {
     key: u16,
@@ -59,6 +80,12 @@ pub struct Template {
     pub correction_rules: Vec<CorrectionRule>,
     /// Feedback counters per extractor, keyed by [`Template::outcome_key`].
     pub outcome_stats: BTreeMap<String, OutcomeStats>,
+    /// Extractors whose output this template has seen (usually its exemplars' extractors,
+    /// plus those of confirmed documents). Data the caller supplies, like `outcome_stats`:
+    /// the engine does no I/O. Empty means "unknown" and never produces
+    /// `EXTRACTOR_CHANGED`; otherwise a matched document from an extractor not in the set
+    /// gets that reason (docs/engine.md, *Decision and reasons*).
+    pub seen_extractors: BTreeSet<ExtractorIdentity>,
     n: u32,
     acc: Vec<CellAcc>,
     pub(crate) cells: Vec<ProfileCell>,
@@ -140,6 +167,7 @@ impl Template {
             baseline_reliability,
             correction_rules,
             outcome_stats: BTreeMap::new(),
+            seen_extractors: BTreeSet::new(),
             n: 0,
             acc: Vec::new(),
             cells: Vec::new(),
@@ -171,6 +199,23 @@ impl Template {
             }
             _ => Err(errors),
         }
+    }
+
+    /// Records that this template has seen output of `extractor` (e.g. an exemplar's).
+    pub fn record_extractor(&mut self, extractor: &ExtractorMetadata) {
+        self.seen_extractors
+            .insert(ExtractorIdentity::of(extractor));
+    }
+
+    /// [`Template::record_extractor`] for several extractors, builder style.
+    pub fn with_seen_extractors<'a>(
+        mut self,
+        extractors: impl IntoIterator<Item = &'a ExtractorMetadata>,
+    ) -> Template {
+        for e in extractors {
+            self.record_extractor(e);
+        }
+        self
     }
 
     /// Number of exemplars learned.
@@ -226,6 +271,11 @@ impl Template {
                 .outcome_stats
                 .keys()
                 .map(|k| k.len() + 64)
+                .sum::<usize>()
+            + self
+                .seen_extractors
+                .iter()
+                .map(|e| e.vendor.len() + e.model.len() + e.version.len() + 96)
                 .sum::<usize>()
     }
 

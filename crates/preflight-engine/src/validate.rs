@@ -25,6 +25,17 @@ pub const MAX_STRING_LEN: usize = 256;
 /// How far (in page units, 0..1) a box may stick out of its page before it counts as
 /// impossible geometry. Extractors round and deskew, so a few pixels outside is normal.
 pub const GEOMETRY_TOLERANCE: f64 = 0.02;
+/// How far (page units) a box may stick out of its page and still count as an extractor
+/// quirk (a word cut at a scan's edge, a deskewed box) rather than impossible geometry:
+/// such a box, and a zero-size one, is dropped with a warning `GEOMETRY_DEGENERATE_DROPPED`.
+pub const DEGENERATE_TOLERANCE: f64 = 0.10;
+/// Degenerate boxes are dropped only while they are at most this share of the boxes; above
+/// it the extraction itself is suspect and is REJECTed (`GEOMETRY_INVALID`).
+pub const MAX_DEGENERATE_SHARE: f64 = 0.10;
+/// The original PreFlight SDK sends at most this many boxes with the counts of the whole
+/// page: a list of exactly this length may be truncated, so counts above it are accepted
+/// (warning `BOXES_TRUNCATED`).
+pub const SDK_BOX_LIMIT: usize = 100;
 /// At most this many field errors are listed; the rest are summarized in one entry so a
 /// pathological request cannot produce a multi-megabyte 422 body.
 pub const MAX_LISTED_ERRORS: usize = 100;
@@ -267,19 +278,28 @@ fn check_string(s: &str, field: &str, errors: &mut ValidationErrors) {
 
 /// Geometry of one box after the tolerance rules.
 enum BoxGeometry {
-    Ok { clamped: bool, b: [f64; 4] },
+    Ok {
+        clamped: bool,
+        b: [f64; 4],
+    },
+    /// Zero size, or outside the page by more than the clamping tolerance but at most
+    /// [`DEGENERATE_TOLERANCE`]: a real extractor quirk, dropped unless there are many.
+    Degenerate,
     Invalid,
 }
 
 fn box_geometry(b: &BoundingBox) -> BoxGeometry {
     let vals = [b.x, b.y, b.width, b.height];
-    if vals.iter().any(|v| !v.is_finite()) || b.width <= 0.0 || b.height <= 0.0 {
+    if vals.iter().any(|v| !v.is_finite()) || b.width < 0.0 || b.height < 0.0 {
         return BoxGeometry::Invalid;
     }
     let (x0, y0, x1, y1) = (b.x, b.y, b.x + b.width, b.y + b.height);
-    let t = GEOMETRY_TOLERANCE;
-    if x0 < -t || y0 < -t || x1 > 1.0 + t || y1 > 1.0 + t {
+    let outside = |t: f64| x0 < -t || y0 < -t || x1 > 1.0 + t || y1 > 1.0 + t;
+    if outside(DEGENERATE_TOLERANCE) {
         return BoxGeometry::Invalid;
+    }
+    if b.width == 0.0 || b.height == 0.0 || outside(GEOMETRY_TOLERANCE) {
+        return BoxGeometry::Degenerate;
     }
     let c = [
         x0.clamp(0.0, 1.0),
@@ -310,6 +330,7 @@ pub(crate) fn analyze_layout(f: &StructuralFeatures) -> LayoutAnalysis {
 
     let mut norm = Vec::with_capacity(n);
     let mut invalid = 0usize;
+    let mut degenerate = 0usize;
     let mut clamped = 0usize;
     let mut unknown = 0usize;
     let mut unknown_names: Vec<&str> = Vec::new();
@@ -336,6 +357,7 @@ pub(crate) fn analyze_layout(f: &StructuralFeatures) -> LayoutAnalysis {
         }
         match box_geometry(b) {
             BoxGeometry::Invalid => invalid += 1,
+            BoxGeometry::Degenerate => degenerate += 1,
             BoxGeometry::Ok { clamped: c, b: g } => {
                 if c {
                     clamped += 1;
@@ -353,11 +375,29 @@ pub(crate) fn analyze_layout(f: &StructuralFeatures) -> LayoutAnalysis {
             }
         }
     }
-    if invalid > 0 {
-        integrity.push(Reason::new(
-            "GEOMETRY_INVALID",
+    // A few degenerate boxes are what real extractors send (a zero-height rule, a word cut
+    // at the scan's edge); dropping them keeps the document. Many of them mean the
+    // extraction itself is broken.
+    let too_many_degenerate = n > 0 && degenerate as f64 > MAX_DEGENERATE_SHARE * n as f64;
+    if invalid > 0 || too_many_degenerate {
+        let mut parts = Vec::new();
+        if invalid > 0 {
+            parts.push(format!(
+                "{invalid} of {n} boxes have impossible geometry (non-finite, negative size, or more than {DEGENERATE_TOLERANCE} outside the page)"
+            ));
+        }
+        if too_many_degenerate {
+            parts.push(format!(
+                "{degenerate} of {n} boxes are degenerate (zero size or slightly outside the page), more than {:.0} %",
+                MAX_DEGENERATE_SHARE * 100.0
+            ));
+        }
+        integrity.push(Reason::new("GEOMETRY_INVALID", parts.join("; ")));
+    } else if degenerate > 0 {
+        warnings.push(Reason::new(
+            "GEOMETRY_DEGENERATE_DROPPED",
             format!(
-                "{invalid} of {n} boxes have impossible geometry (non-finite, zero or negative size, or more than {GEOMETRY_TOLERANCE} outside the page)"
+                "{degenerate} of {n} boxes had zero size or lay slightly outside the page and were ignored"
             ),
         ));
     }
@@ -378,17 +418,29 @@ pub(crate) fn analyze_layout(f: &StructuralFeatures) -> LayoutAnalysis {
     }
 
     let mut inconsistent: Vec<String> = Vec::new();
+    // A list cut at a client's limit (the original SDK's 100, or ours) carries the counts
+    // of the whole page: more elements than boxes is then expected, not inconsistent.
+    let truncated = (n == SDK_BOX_LIMIT || n == MAX_BOXES) && f.element_count > n as i64;
     if n > 0 && f.element_count > 0 {
         let e = f.element_count as f64;
         let nb = n as f64;
         if e < nb / 2.0 - 2.0 {
             inconsistent.push(format!("element_count {} but {n} boxes", f.element_count));
-        } else if n < MAX_BOXES && e > 2.0 * nb + 10.0 {
+        } else if !truncated && e > 2.0 * nb + 10.0 {
             inconsistent.push(format!(
                 "element_count {} but only {n} boxes",
                 f.element_count
             ));
         }
+    }
+    if truncated {
+        warnings.push(Reason::new(
+            "BOXES_TRUNCATED",
+            format!(
+                "element_count {} with {n} boxes: the box list looks truncated at {n}; the layout is judged on the boxes sent",
+                f.element_count
+            ),
+        ));
     }
     for (name, v) in [
         ("table_count", f.table_count),
@@ -402,7 +454,8 @@ pub(crate) fn analyze_layout(f: &StructuralFeatures) -> LayoutAnalysis {
             ));
         }
     }
-    if f.table_count > 0 && n > 0 && !has_table_box {
+    // A truncated list may have lost the table boxes.
+    if f.table_count > 0 && n > 0 && !has_table_box && !truncated {
         inconsistent.push(format!("table_count {} but no table box", f.table_count));
     }
     if f.page_count == 0 && n > 0 {

@@ -232,7 +232,7 @@ fn impossible_geometry_is_rejected_even_when_the_layout_matches() {
     let idx = index_of(0..3);
     let mut f = features(&layout(1, N));
     f.bounding_boxes[0].x = f64::NAN;
-    f.bounding_boxes[1].width = 0.0;
+    f.bounding_boxes[1].width = -0.1;
     f.bounding_boxes[2].y = 1.5;
     let e = eval(&idx, &f);
     assert_eq!(e.decision, Decision::Reject, "{e:?}");
@@ -242,6 +242,119 @@ fn impossible_geometry_is_rejected_even_when_the_layout_matches() {
         .find(|r| r.code == "GEOMETRY_INVALID")
         .unwrap();
     assert!(g.message.starts_with("3 of"), "{}", g.message);
+}
+
+#[test]
+fn a_few_degenerate_boxes_are_dropped_with_a_warning() {
+    let idx = index_of(0..3);
+    let mut f = features(&layout(1, N));
+    // One zero-size box and one slightly (0.05) outside the page: real extractor quirks.
+    f.bounding_boxes[1].width = 0.0;
+    f.bounding_boxes[2].x = 1.0 - f.bounding_boxes[2].width + 0.05;
+    let e = eval(&idx, &f);
+    assert_ne!(e.decision, Decision::Reject, "{e:?}");
+    assert_eq!(e.template_id.as_deref(), Some("t1"));
+    let w = e
+        .warnings
+        .iter()
+        .find(|w| w.code == "GEOMETRY_DEGENERATE_DROPPED")
+        .expect("warning");
+    let n = f.bounding_boxes.len();
+    assert!(
+        w.message.starts_with(&format!("2 of {n} ")),
+        "{}",
+        w.message
+    );
+
+    // More than 10 % degenerate boxes: the extraction is broken.
+    let mut f = features(&layout(1, N));
+    let many = f.bounding_boxes.len() / 10 + 1;
+    for b in f.bounding_boxes.iter_mut().take(many) {
+        b.height = 0.0;
+    }
+    let e = eval(&idx, &f);
+    assert_eq!(e.decision, Decision::Reject, "{e:?}");
+    assert!(codes(&e).contains(&"GEOMETRY_INVALID"));
+}
+
+#[test]
+fn truncated_box_lists_keep_the_counts_of_the_page() {
+    let idx = index_of(0..3);
+    // The original SDK sends at most 100 boxes with the counts of the whole page.
+    let mut f = features(&layout(1, N));
+    let one = f.bounding_boxes.clone();
+    while f.bounding_boxes.len() < 100 {
+        f.bounding_boxes.extend(one.iter().cloned());
+    }
+    f.bounding_boxes.truncate(100);
+    f.element_count = 380;
+    f.text_block_count = 300;
+    let e = eval(&idx, &f);
+    assert_ne!(e.decision, Decision::Reject, "{e:?}");
+    assert!(e.warnings.iter().any(|w| w.code == "BOXES_TRUNCATED"));
+    // 99 boxes is no truncation: the same counts are inconsistent.
+    f.bounding_boxes.pop();
+    let e = eval(&idx, &f);
+    assert_eq!(e.decision, Decision::Reject);
+    assert!(codes(&e).contains(&"COUNTS_INCONSISTENT"));
+}
+
+#[test]
+fn extractor_change_is_named_and_the_document_identified() {
+    let mut idx = TemplateIndex::new();
+    for s in 0..5 {
+        idx.insert(template(s).with_seen_extractors([&extractor(0.95)]));
+    }
+    let f = features(&layout(2, N));
+    let e = eval(&idx, &f);
+    assert_eq!(e.decision, Decision::Match, "same extractor: {e:?}");
+    assert!(!codes(&e).contains(&"EXTRACTOR_CHANGED"));
+    let mut newer = extractor(0.95);
+    newer.version = "2.0".into();
+    let v = validate(&f, &newer).unwrap();
+    let e = evaluate(&idx, &v, &Policy::default());
+    assert_eq!(e.decision, Decision::Review, "{e:?}");
+    assert_eq!(e.template_id.as_deref(), Some("t2"));
+    let r = e
+        .reasons
+        .iter()
+        .find(|r| r.code == "EXTRACTOR_CHANGED")
+        .unwrap();
+    assert!(
+        r.message.contains("version 2.0 (template has seen 1.0)"),
+        "{}",
+        r.message
+    );
+    // A template that records no extractor never claims a change.
+    let idx = index_of(0..5);
+    let e = evaluate(&idx, &v, &Policy::default());
+    assert_eq!(e.decision, Decision::Match);
+}
+
+#[test]
+fn closest_template_is_reported_for_every_decision() {
+    let idx = index_of(0..5);
+    let e = eval(&idx, &features(&layout(3, N)));
+    let c = e.closest_template.as_ref().unwrap();
+    assert_eq!(c.template_id, "t3");
+    assert_eq!((c.similarity, c.drift_score), (e.similarity, e.drift_score));
+    // A layout of no template: NEW, but the closest template and its drift are known.
+    let e = eval(&idx, &features(&layout(99, N)));
+    assert_eq!(e.decision, Decision::New);
+    let c = e.closest_template.as_ref().unwrap();
+    assert_eq!(
+        Some(&c.template_id),
+        e.runner_up.as_ref().map(|r| &r.template_id)
+    );
+    assert!(c.similarity > 0.0 && c.drift_score > 0.0, "{c:?}");
+    let (tv, obs) = DriftObservation::from_closest(&e, 0.0).unwrap();
+    assert_eq!(tv, c.template_version_id);
+    assert_eq!(obs.similarity, c.similarity);
+    assert!(DriftObservation::from_closest(&e, 0.99).is_none());
+    assert!(DriftObservation::from_evaluation(&e).is_none());
+    assert!(eval(&TemplateIndex::new(), &features(&layout(3, N)))
+        .closest_template
+        .is_none());
 }
 
 #[test]
@@ -769,4 +882,31 @@ proptest! {
         let ok = down(ReliabilityInputs { drift: (drift + d).min(1.0), ..i });
         prop_assert!(ok, "not monotone");
     }
+}
+
+#[test]
+fn page_edge_marks_do_not_move_the_content_frame() {
+    // Azure API v2.1 reports page-edge artefacts as large selection marks; a photo's page
+    // frame becomes a figure. The layout around them is unchanged and must still match.
+    let idx = index_of(0..5);
+    let mut f = features(&layout(4, N));
+    let mark = |x: f64, y: f64, w: f64, h: f64, t: &str| BoundingBox {
+        x,
+        y,
+        width: w,
+        height: h,
+        element_type: t.into(),
+        confidence: 0.9,
+        reading_order: 0,
+        page: None,
+    };
+    f.bounding_boxes
+        .push(mark(0.0, 0.9, 0.13, 0.1, "selection_mark"));
+    f.bounding_boxes
+        .push(mark(0.88, 0.9, 0.12, 0.1, "selection_mark"));
+    f.bounding_boxes.push(mark(0.0, 0.0, 0.12, 0.05, "figure"));
+    f.element_count += 3;
+    let e = eval(&idx, &f);
+    assert_eq!(e.template_id.as_deref(), Some("t4"), "{e:?}");
+    assert!(e.similarity > 0.9, "{}", e.similarity);
 }

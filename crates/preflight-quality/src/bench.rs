@@ -102,6 +102,17 @@ pub fn exemplar_count(n: usize) -> usize {
 
 /// Assigns every group its partition, exemplars (seeded choice) and queries.
 pub fn plan(groups: &BTreeMap<&str, Vec<&Doc>>, cfg: &Config) -> Vec<GroupPlan> {
+    plan_with(groups, cfg, exemplar_count)
+}
+
+/// [`plan`] with another exemplar count per group size (the one-exemplar protocol uses
+/// `|_| 1`). The seeded shuffle is the same, so the one-exemplar plan's exemplar is the
+/// first of the three-exemplar plan's, and the withheld groups are the same.
+pub fn plan_with(
+    groups: &BTreeMap<&str, Vec<&Doc>>,
+    cfg: &Config,
+    exemplars_for: impl Fn(usize) -> usize,
+) -> Vec<GroupPlan> {
     groups
         .iter()
         .map(|(g, members)| {
@@ -117,7 +128,7 @@ pub fn plan(groups: &BTreeMap<&str, Vec<&Doc>>, cfg: &Config) -> Vec<GroupPlan> 
             }
             let mut idx: Vec<usize> = (0..n).collect();
             SplitMix64::derive(cfg.seed, &format!("exemplars/{g}")).shuffle(&mut idx);
-            let k = exemplar_count(n);
+            let k = exemplars_for(n).clamp(1, n - 1);
             let mut exemplars = idx[..k].to_vec();
             let mut queries = idx[k..].to_vec();
             exemplars.sort_unstable();
@@ -284,7 +295,7 @@ pub fn real_group_scenario(groups: &BTreeMap<&str, Vec<&Doc>>, plans: &[GroupPla
 }
 
 /// Builds a scenario's index (benchmark version ids) and evaluates its queries.
-fn evaluate_scenario(
+pub fn evaluate_scenario(
     s: &Scenario,
     policy: &Policy,
 ) -> (Vec<Case>, TemplateIndex, BTreeMap<String, Template>) {

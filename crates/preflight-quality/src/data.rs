@@ -304,14 +304,65 @@ pub fn load_sroie(dir: &Path) -> Result<Vec<Doc>, String> {
     Ok(docs)
 }
 
-fn adapt(path: &Path) -> Result<(StructuralFeatures, ExtractorMetadata), String> {
-    let out = preflight_adapters::features_from_bytes(&read(path)?, None)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok((out.structural_features, out.extractor_metadata))
+/// Which converter turns an extractor file into features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Converter {
+    /// `preflight-adapters`, as a client using our SDK would.
+    Adapters,
+    /// The benchmark's own minimal converter (`crate::minimal`), as a client with its own
+    /// converter would.
+    Minimal,
+}
+
+impl Converter {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Converter::Adapters => "adapters",
+            Converter::Minimal => "minimal",
+        }
+    }
+}
+
+/// Reads one extractor file through the chosen converter.
+pub fn convert_file(
+    path: &Path,
+    conv: Converter,
+) -> Result<(StructuralFeatures, ExtractorMetadata), String> {
+    let bytes = read(path)?;
+    match conv {
+        Converter::Adapters => {
+            let out = preflight_adapters::features_from_bytes(&bytes, None)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok((out.structural_features, out.extractor_metadata))
+        }
+        Converter::Minimal => crate::minimal::convert(&bytes)
+            .ok_or_else(|| format!("{}: the minimal converter found nothing", path.display())),
+    }
+}
+
+/// Loads every source with the extractor files read through `conv` (SROIE has no
+/// extractor files: its loader is the same for both).
+pub fn load_with(dir: &Path, conv: Converter) -> Result<Corpus, String> {
+    if conv == Converter::Adapters {
+        return load(dir);
+    }
+    let mut c = load(dir)?;
+    let mut other = load_vrdu_with(dir, conv)?;
+    other.extend(load_azure_with(dir, conv)?);
+    other.extend(load_textract_with(dir, conv)?);
+    c.docs.retain(|d| d.source == "sroie");
+    c.docs.extend(other);
+    Ok(c)
 }
 
 /// The 45 VRDU FARA first pages (Tesseract 5.3.0 TSV via the adapters), grouped by template.
 pub fn load_vrdu(dir: &Path) -> Result<Vec<Doc>, String> {
+    load_vrdu_with(dir, Converter::Adapters)
+}
+
+/// [`load_vrdu`] through a chosen converter.
+pub fn load_vrdu_with(dir: &Path, conv: Converter) -> Result<Vec<Doc>, String> {
     let dir =
         dir.join("extractors/tesseract/generated_tesseract_5.3.0/vrdu_fara_registration_forms");
     let manifest = read_str(&dir.join("manifest.csv"))?;
@@ -321,7 +372,8 @@ pub fn load_vrdu(dir: &Path) -> Result<Vec<Doc>, String> {
         let Some((folder, _)) = stem.split_once("__") else {
             continue;
         };
-        let (features, extractor) = adapt(&dir.join(folder).join(format!("{stem}.page1.tsv")))?;
+        let (features, extractor) =
+            convert_file(&dir.join(folder).join(format!("{stem}.page1.tsv")), conv)?;
         docs.push(Doc {
             source: "vrdu",
             group: format!("vrdu:{folder}"),
@@ -337,6 +389,11 @@ pub fn load_vrdu(dir: &Path) -> Result<Vec<Doc>, String> {
 /// Azure `same_template/*` sets; `contoso_invoices_v2.0` and `_v2.1` are the same five
 /// invoices through two API versions, i.e. one template, so the API suffix is dropped.
 pub fn load_azure(dir: &Path) -> Result<Vec<Doc>, String> {
+    load_azure_with(dir, Converter::Adapters)
+}
+
+/// [`load_azure`] through a chosen converter.
+pub fn load_azure_with(dir: &Path, conv: Converter) -> Result<Vec<Doc>, String> {
     let root = dir.join("extractors/azure/same_template");
     let mut docs = Vec::new();
     for set in sorted_entries(&root)? {
@@ -358,7 +415,7 @@ pub fn load_azure(dir: &Path) -> Result<Vec<Doc>, String> {
             if !n.ends_with(".ocr.json") {
                 continue;
             }
-            let (features, extractor) = adapt(&f)?;
+            let (features, extractor) = convert_file(&f, conv)?;
             docs.push(Doc {
                 source: "azure",
                 group: format!("azure:{group}"),
@@ -373,9 +430,14 @@ pub fn load_azure(dir: &Path) -> Result<Vec<Doc>, String> {
 
 /// The three Textract `same_template/` pages (one group).
 pub fn load_textract(dir: &Path) -> Result<Vec<Doc>, String> {
+    load_textract_with(dir, Converter::Adapters)
+}
+
+/// [`load_textract`] through a chosen converter.
+pub fn load_textract_with(dir: &Path, conv: Converter) -> Result<Vec<Doc>, String> {
     let mut docs = Vec::new();
     for f in sorted_entries(&dir.join("extractors/textract/same_template"))? {
-        let (features, extractor) = adapt(&f)?;
+        let (features, extractor) = convert_file(&f, conv)?;
         docs.push(Doc {
             source: "textract",
             group: "textract:textractor_test_document".into(),

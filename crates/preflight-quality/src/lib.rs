@@ -9,7 +9,9 @@
 pub mod bench;
 pub mod data;
 pub mod metrics;
+pub mod minimal;
 pub mod perturb;
+pub mod protocols;
 pub mod report;
 pub mod rng;
 pub mod split;

@@ -1,20 +1,22 @@
 //! `preflight-quality`: runs the decision-quality benchmark on the shared real data and
 //! writes `report.md` and `report.json` to `--out`.
 //!
-//! Usage: `preflight-quality [--seed N] [--out DIR] [--data DIR] [--small]`
+//! Usage: `preflight-quality [--seed N] [--out DIR] [--data DIR] [--small] [--no-protocols]`
+//! (the issue #14 protocols run unless `--no-protocols`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use preflight_engine::Policy;
-use preflight_quality::{bench, data, report};
+use preflight_quality::{bench, data, protocols, report};
 
 fn main() -> ExitCode {
     let mut seed = 42u64;
     let mut out = PathBuf::from("target/quality");
     let mut dir = data::default_data_dir();
     let mut small = false;
+    let mut no_protocols = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = |name: &str| {
@@ -33,8 +35,9 @@ fn main() -> ExitCode {
             "--out" => out = PathBuf::from(val("--out")),
             "--data" => dir = PathBuf::from(val("--data")),
             "--small" => small = true,
+            "--no-protocols" => no_protocols = true,
             "-h" | "--help" => {
-                println!("preflight-quality [--seed N] [--out DIR] [--data DIR] [--small]");
+                println!("preflight-quality [--seed N] [--out DIR] [--data DIR] [--small] [--no-protocols]");
                 return ExitCode::SUCCESS;
             }
             other => {
@@ -62,7 +65,16 @@ fn main() -> ExitCode {
         *by_source.entry(d.source.to_string()).or_default() += 1;
     }
     let groups = data::by_group(&corpus.docs).len();
-    let rep = report::build(&run, &cfg, &corpus.data_version, by_source, groups);
+    let mut rep = report::build(&run, &cfg, &corpus.data_version, by_source, groups);
+    if !no_protocols {
+        match protocols::run(&dir, &corpus.docs, &cfg, &Policy::default()) {
+            Ok(p) => rep.protocols = Some(protocols::build(&p)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let md = report::markdown(&rep);
     if let Err(e) = std::fs::create_dir_all(&out)
         .and_then(|_| std::fs::write(out.join("report.md"), &md))

@@ -64,6 +64,10 @@ pub struct Quality {
     pub cases: u64,
     /// Known documents whose top-ranked template is the true one.
     pub top1: Ratio,
+    /// Known documents answered MATCH or REVIEW with the true template (issue #14's
+    /// "identified": the answer names the right template; a NEW whose closest template
+    /// happens to be right is not identified).
+    pub identified: Ratio,
     /// MATCH decisions that went to the true template (novel MATCHes are always wrong).
     pub match_precision: Ratio,
     /// Known documents MATCHed to the true template.
@@ -100,6 +104,8 @@ pub fn quality(outcomes: &[Outcome]) -> Quality {
         if known {
             q.top1.den += 1;
             q.top1.num += u64::from(right);
+            q.identified.den += 1;
+            q.identified.num += u64::from(right && matches!(o.decision, Dec::Match | Dec::Review));
             q.automation.den += 1;
             q.automation.num += u64::from(right && o.decision == Dec::Match);
             q.known_recall.den += 1;

@@ -79,6 +79,10 @@ pub struct Report {
     pub perturbation: Vec<LevelRow>,
     pub drift: Vec<DriftRow>,
     pub targets: Vec<Target>,
+    /// The issue #14 protocols (one exemplar, pairs, learning curve, second converter),
+    /// when they were run (the command does; the small regression test does not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocols: Option<crate::protocols::ProtocolReport>,
 }
 
 const PARTS: [Partition; 2] = [Partition::Tune, Partition::Validate];
@@ -191,6 +195,7 @@ pub fn build(
         perturbation,
         drift,
         targets,
+        protocols: None,
     }
 }
 
@@ -334,6 +339,10 @@ pub fn markdown(r: &Report) -> String {
         r.registered_templates,
         r.perturbation_templates
     );
+    if let Some(p) = &r.protocols {
+        s.push_str(&crate::protocols::markdown(p));
+        s.push('\n');
+    }
     let _ = writeln!(
         s,
         "### Targets (validate partition)\n\n| target | measured | goal | met |\n|---|---|---|---|"
