@@ -57,6 +57,8 @@ fn adapter_error_kind(e: &RustAdapterError) -> &'static str {
 fn adapter_err(py: Python<'_>, e: RustAdapterError) -> PyErr {
     let err = AdapterError::new_err(e.to_string());
     // Attributes on the instance rather than extra args, so `str(err)` stays the message.
+    // Setting an attribute on a fresh exception instance cannot fail short of memory
+    // exhaustion; the error itself must still be raised then, so a failure is ignored.
     let value = err.value(py);
     let _ = value.setattr("kind", adapter_error_kind(&e));
     let _ = value.setattr("unrecognized", e.is_unrecognized());
