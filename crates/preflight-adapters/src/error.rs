@@ -23,9 +23,27 @@ pub enum AdapterError {
     /// An [`crate::AdapterOptions`] value is unusable.
     #[error("invalid option: {0}")]
     InvalidOption(String),
+    /// [`crate::FormatChoice::Tesseract`] was asked for, but the input is neither Tesseract
+    /// TSV nor hOCR. `unrecognized` is true when the input is no extractor output at all.
+    #[error("tesseract: {detail}")]
+    NotTesseract { detail: String, unrecognized: bool },
 }
 
 impl AdapterError {
+    /// True when the input is no extractor output at all (detection failed), as opposed to
+    /// a broken or layout-less extractor output. Batch callers may skip such inputs (label
+    /// files, manifests) instead of failing on them.
+    pub fn is_unrecognized(&self) -> bool {
+        matches!(
+            self,
+            AdapterError::UnknownFormat(_)
+                | AdapterError::NotTesseract {
+                    unrecognized: true,
+                    ..
+                }
+        )
+    }
+
     pub(crate) fn malformed(format: Format, detail: impl Into<String>) -> Self {
         AdapterError::Malformed {
             format,

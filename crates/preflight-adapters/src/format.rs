@@ -107,6 +107,57 @@ impl FromStr for Format {
     }
 }
 
+/// A format as a caller names it (a `--from` flag, a `from_=` argument): one [`Format`], or
+/// `tesseract` alone. Tesseract writes two formats, so [`Format::from_str`] refuses the bare
+/// name; a caller who only knows "this came from Tesseract" lets the content settle which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormatChoice {
+    Exact(Format),
+    /// Tesseract TSV or hOCR, told apart by the content.
+    Tesseract,
+}
+
+impl FromStr for FormatChoice {
+    type Err = AdapterError;
+
+    /// The names of [`Format::from_str`], plus `tesseract` (any case).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().eq_ignore_ascii_case("tesseract") {
+            return Ok(FormatChoice::Tesseract);
+        }
+        Format::from_str(s)
+            .map(FormatChoice::Exact)
+            .map_err(|e| match e {
+                AdapterError::UnknownFormatName { name, hint } => AdapterError::UnknownFormatName {
+                    name,
+                    hint: format!("{hint} (or tesseract)"),
+                },
+                other => other,
+            })
+    }
+}
+
+impl FormatChoice {
+    /// The format to read `bytes` as: the exact one, or for `tesseract` the detected one if
+    /// it is TSV or hOCR. Detection looks at the content only, as everywhere.
+    pub fn resolve(self, bytes: &[u8]) -> Result<Format, AdapterError> {
+        match self {
+            FormatChoice::Exact(f) => Ok(f),
+            FormatChoice::Tesseract => match detect_format(bytes) {
+                Ok(f @ (Format::TesseractTsv | Format::Hocr)) => Ok(f),
+                Ok(other) => Err(AdapterError::NotTesseract {
+                    detail: format!("this is {other} output, not Tesseract TSV or hOCR"),
+                    unrecognized: false,
+                }),
+                Err(e) => Err(AdapterError::NotTesseract {
+                    detail: format!("not Tesseract TSV or hOCR ({e})"),
+                    unrecognized: e.is_unrecognized(),
+                }),
+            },
+        }
+    }
+}
+
 /// The input after the first parsing step.
 pub(crate) enum Input<'a> {
     Json(Format, Value),
@@ -272,6 +323,28 @@ mod tests {
         assert!(e.to_string().contains("tesseract-tsv or hocr"), "{e}");
         let e = "pdf".parse::<Format>().unwrap_err();
         assert!(e.to_string().contains("textract, azure"), "{e}");
+    }
+
+    #[test]
+    fn tesseract_choice_resolves_by_content() {
+        let choice: FormatChoice = "Tesseract".parse().unwrap();
+        assert_eq!(choice, FormatChoice::Tesseract);
+        let tsv = b"level\tpage_num\tblock_num\tpar_num\tline_num\tword_num\tleft\ttop\twidth\theight\tconf\ttext\n";
+        assert_eq!(choice.resolve(tsv).unwrap(), Format::TesseractTsv);
+        let e = choice.resolve(b"{\"Blocks\": []}").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "tesseract: this is textract output, not Tesseract TSV or hOCR"
+        );
+        assert!(!e.is_unrecognized());
+        let e = choice.resolve(b"hello world").unwrap_err();
+        assert!(e.is_unrecognized(), "{e}");
+        assert_eq!(
+            "tsv".parse::<FormatChoice>().unwrap(),
+            FormatChoice::Exact(Format::TesseractTsv)
+        );
+        let e = "pdf".parse::<FormatChoice>().unwrap_err();
+        assert!(e.to_string().ends_with("(or tesseract)"), "{e}");
     }
 
     #[test]

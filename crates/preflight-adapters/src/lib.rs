@@ -9,7 +9,8 @@
 //!
 //! The public surface is deliberately small: [`features_from_bytes`] (with
 //! [`features_from_bytes_with`] for the one option that exists), [`detect_format`],
-//! [`Format`], [`AdapterOutput`], [`AdapterOptions`] and [`AdapterError`].
+//! [`Format`], [`FormatChoice`] (a format as a caller names it, `tesseract` included),
+//! [`AdapterOutput`], [`AdapterOptions`] and [`AdapterError`].
 
 mod azure;
 mod derive;
@@ -27,7 +28,7 @@ mod tsv;
 use serde::Serialize;
 
 pub use error::AdapterError;
-pub use format::{detect_format, Format};
+pub use format::{detect_format, Format, FormatChoice};
 pub use preflight_engine::{BoundingBox, ElementType, ExtractorMetadata, StructuralFeatures};
 
 /// Everything the adapters derive from one extractor output.

@@ -12,8 +12,7 @@ use std::process::ExitCode;
 use std::str::FromStr;
 
 use preflight_adapters::{
-    detect_format, features_from_bytes_with, AdapterError, AdapterOptions, AdapterOutput, Format,
-    PageSize,
+    features_from_bytes_with, AdapterError, AdapterOptions, AdapterOutput, FormatChoice, PageSize,
 };
 use serde_json::Value;
 
@@ -26,7 +25,7 @@ pub struct InputArgs {
     /// Extractor format: textract, azure, google, tesseract-tsv, hocr, paddleocr, or tesseract
     /// (TSV or hOCR, told apart by content). Default: detected from each file's content.
     #[arg(long, value_name = "FORMAT", value_parser = parse_from)]
-    pub from: Option<FromFormat>,
+    pub from: Option<FormatChoice>,
     /// Page width in the input's units, for formats that carry no page size (PaddleOCR;
     /// Tesseract/hOCR pages without a page box). Default: estimated from the content.
     #[arg(long, value_name = "W", requires = "page_height", value_parser = parse_positive)]
@@ -36,22 +35,10 @@ pub struct InputArgs {
     pub page_height: Option<f64>,
 }
 
-/// A `--from` value: one adapter format, or Tesseract without saying which of its formats.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum FromFormat {
-    Exact(Format),
-    /// Tesseract writes TSV and hOCR; the adapters refuse the bare name because it is
-    /// ambiguous, but on the command line the content settles it, so we accept it.
-    Tesseract,
-}
-
-fn parse_from(s: &str) -> Result<FromFormat, String> {
-    if s.trim().eq_ignore_ascii_case("tesseract") {
-        return Ok(FromFormat::Tesseract);
-    }
-    Format::from_str(s)
-        .map(FromFormat::Exact)
-        .map_err(|e| format!("{e} (or tesseract)"))
+/// `--from` accepts what the adapters' [`FormatChoice`] does: every format name and alias,
+/// plus `tesseract`, which the content settles as TSV or hOCR.
+fn parse_from(s: &str) -> Result<FormatChoice, String> {
+    FormatChoice::from_str(s).map_err(|e| e.to_string())
 }
 
 fn parse_positive(s: &str) -> Result<f64, String> {
@@ -100,28 +87,20 @@ impl std::fmt::Display for InputError {
 
 /// Reads `bytes` (the content of one file) with the adapters.
 pub fn features_of(bytes: &[u8], input: &InputArgs) -> Result<AdapterOutput, InputError> {
-    let format = match input.from {
-        None => None,
-        Some(FromFormat::Exact(f)) => Some(f),
-        Some(FromFormat::Tesseract) => match detect_format(bytes) {
-            Ok(f @ (Format::TesseractTsv | Format::Hocr)) => Some(f),
-            Ok(other) => {
-                return Err(InputError::from(format!(
-                    "--from tesseract: this is {other} output, not Tesseract TSV or hOCR"
-                )))
-            }
-            Err(e) => {
-                return Err(InputError {
-                    message: format!("--from tesseract: not Tesseract TSV or hOCR ({e})"),
-                    unrecognized: matches!(e, AdapterError::UnknownFormat(_)),
-                })
-            }
+    let error = |e: AdapterError| InputError {
+        message: match e {
+            // The adapters say "tesseract: …"; here the user typed it as a flag.
+            AdapterError::NotTesseract { .. } => format!("--from {e}"),
+            _ => e.to_string(),
         },
+        unrecognized: e.is_unrecognized(),
     };
-    features_from_bytes_with(bytes, format, &input.options()).map_err(|e| InputError {
-        message: e.to_string(),
-        unrecognized: matches!(e, AdapterError::UnknownFormat(_)),
-    })
+    let format = input
+        .from
+        .map(|c| c.resolve(bytes))
+        .transpose()
+        .map_err(error)?;
+    features_from_bytes_with(bytes, format, &input.options()).map_err(error)
 }
 
 /// Reads one file and derives its features; returns the bytes too (callers hash them).

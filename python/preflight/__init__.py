@@ -1,0 +1,124 @@
+"""preflight for Python pipelines.
+
+Decides MATCH / REVIEW / NEW / REJECT for a document extraction from its layout metadata
+only. The package shares the Rust adapters and engine of the ``preflight`` binary:
+
+* :func:`features` — an extractor's output (path, bytes, dict, SDK object) → structural
+  features, exactly as ``preflight features`` computes them; nothing leaves the process;
+* :class:`Client` / :class:`AsyncClient` — the HTTP API (evaluate, batch, templates,
+  history, feedback, drift) with retries, idempotency keys and typed answers;
+* :func:`check` — ``pf.check(textract_response).should_review`` in three lines;
+* :class:`Engine` — offline decisions on exported templates, equal to the server's.
+
+See docs/python.md in the repository.
+"""
+
+from ._native import ENGINE_VERSION, VERSION as __version__
+from ._errors import (
+    AdapterError,
+    ApiError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    EngineError,
+    FieldError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    PreflightError,
+    RateLimitError,
+    ServiceUnavailableError,
+    TransportError,
+    UnsupportedInputError,
+    UnsupportedMediaTypeError,
+    ValidationError,
+)
+from ._features import PageSize, features
+from ._models import (
+    BatchItem,
+    BatchResult,
+    BoundingBox,
+    Candidate,
+    ChangePoint,
+    CorrectionRule,
+    DetectorState,
+    DriftBucket,
+    DriftComponent,
+    DriftReport,
+    Evaluation,
+    EvaluationPage,
+    EvaluationRecord,
+    ExtractorMetadata,
+    Features,
+    Feedback,
+    OfflineEvaluation,
+    OutcomeStats,
+    Problem,
+    ProblemFieldError,
+    Reason,
+    StructuralFeatures,
+    Template,
+    TemplatePage,
+)
+from ._client import DEFAULT_URL, EXPORT_FORMAT, EXPORT_VERSION, AsyncClient, Client
+from ._check import check, configure, default_client
+from ._engine import Engine
+
+__all__ = [
+    "__version__",
+    "ENGINE_VERSION",
+    "features",
+    "PageSize",
+    "Client",
+    "AsyncClient",
+    "check",
+    "configure",
+    "default_client",
+    "Engine",
+    "DEFAULT_URL",
+    "EXPORT_FORMAT",
+    "EXPORT_VERSION",
+    # errors
+    "PreflightError",
+    "AdapterError",
+    "UnsupportedInputError",
+    "EngineError",
+    "ApiError",
+    "BadRequestError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "NotFoundError",
+    "ConflictError",
+    "PayloadTooLargeError",
+    "UnsupportedMediaTypeError",
+    "ValidationError",
+    "RateLimitError",
+    "ServiceUnavailableError",
+    "TransportError",
+    "FieldError",
+    # models
+    "BoundingBox",
+    "StructuralFeatures",
+    "ExtractorMetadata",
+    "Features",
+    "Reason",
+    "CorrectionRule",
+    "DriftComponent",
+    "Candidate",
+    "Evaluation",
+    "EvaluationRecord",
+    "EvaluationPage",
+    "Problem",
+    "ProblemFieldError",
+    "BatchItem",
+    "BatchResult",
+    "OutcomeStats",
+    "Template",
+    "TemplatePage",
+    "Feedback",
+    "DriftBucket",
+    "ChangePoint",
+    "DetectorState",
+    "DriftReport",
+    "OfflineEvaluation",
+]

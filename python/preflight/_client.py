@@ -1,0 +1,739 @@
+"""``preflight.Client`` and ``preflight.AsyncClient``: the HTTP API on httpx.
+
+Both clients share every request's construction (:class:`_Call`) and differ only in how
+they send and wait. Behaviour, identical for both:
+
+* ``X-API-Key`` authentication; ``User-Agent: preflight-python/<version>``.
+* Every POST carries an ``Idempotency-Key`` (generated per call unless given; all attempts
+  of one call reuse it), so a retry after a lost answer returns the first answer and the
+  server stores nothing twice.
+* Retries after a network error (connect, read, timeout), a 429 or a 502/503/504, at most
+  ``retries`` times. The wait before retry *n* is exponential with jitter — a step of
+  ``backoff * 2**(n-1)`` seconds capped at ``max_backoff``, half fixed and half random, so
+  workers that failed together don't come back together — and at least the server's
+  ``Retry-After`` (plus up to 0.25 s of jitter; capped at 120 s). Other errors are not
+  retried: they would fail the same way.
+* Errors are raised as :class:`preflight.ApiError` subclasses carrying the problem+json
+  fields (``status``, ``code``, ``detail``, ``errors``, ``request_id``...).
+* Documents given as extractor output are turned into features locally
+  (:func:`preflight.features`); only layout metadata is sent.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import json
+import os
+import random
+import time
+import urllib.parse
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Type, TypeVar, Union
+
+import httpx
+from pydantic import BaseModel
+
+from . import _native
+from ._errors import PreflightError, TransportError, api_error
+from ._features import PageSize, _features_of_bytes, features, to_bytes
+from ._models import (
+    BatchResult,
+    Evaluation,
+    EvaluationPage,
+    EvaluationRecord,
+    Feedback,
+    DriftReport,
+    Features,
+    StructuralFeatures,
+    Template,
+    TemplatePage,
+)
+
+__all__ = ["Client", "AsyncClient", "DEFAULT_URL", "EXPORT_FORMAT", "EXPORT_VERSION"]
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+EXPORT_FORMAT = "preflight-templates"
+EXPORT_VERSION = 1
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+MAX_RETRY_AFTER = 120.0
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass
+class _Call:
+    """One API call, independent of how it is sent."""
+
+    method: str
+    path: str
+    model: Optional[Type[BaseModel]]
+    body: Optional[bytes] = None
+    params: Dict[str, Any] = field(default_factory=dict)
+    idempotency_key: Optional[str] = None
+
+
+def _retry_after(response: httpx.Response) -> Optional[float]:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _body(obj: Dict[str, Any]) -> bytes:
+    # Serialized once per call, so every attempt sends the same bytes under the same key.
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def _query(params: Dict[str, Any]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for k, v in params.items():
+        if v is None:
+            continue
+        if isinstance(v, datetime):
+            v = v.isoformat()
+        elif isinstance(v, bool):
+            v = "true" if v else "false"
+        out[k] = v
+    return out
+
+
+def _segment(value: str) -> str:
+    # Path parameters are ids chosen by the caller; keep each one a single path segment.
+    return urllib.parse.quote(str(value), safe="")
+
+
+def _features_dict(
+    document: Any, from_: Optional[str], page_size: Optional[PageSize]
+) -> Dict[str, Any]:
+    """``structural_features`` of a document given any way :func:`features` accepts, or as
+    Features / StructuralFeatures / their dicts."""
+    if isinstance(document, Features):
+        return document.structural_features.to_dict()
+    if isinstance(document, StructuralFeatures):
+        return document.to_dict()
+    if isinstance(document, dict):
+        if "structural_features" in document:
+            return dict(document["structural_features"])
+        if "bounding_boxes" in document and "element_count" in document:
+            return dict(document)
+    return features(document, from_=from_, page_size=page_size).structural_features.to_dict()
+
+
+def _evaluate_body(
+    document: Any,
+    *,
+    from_: Optional[str],
+    page_size: Optional[PageSize],
+    extractor: Optional[Dict[str, Any]],
+    client_doc_hash: Optional[str],
+    client_correlation_id: Optional[str],
+    pipeline_id: Optional[str],
+) -> Dict[str, Any]:
+    if isinstance(document, Features):
+        body = document.request()
+    elif isinstance(document, dict) and "structural_features" in document:
+        # A prepared request, or what `preflight features` printed.
+        body = {
+            k: document[k]
+            for k in (
+                "structural_features",
+                "extractor_metadata",
+                "layout_fingerprint",
+                "client_doc_hash",
+                "client_correlation_id",
+                "pipeline_id",
+            )
+            if document.get(k) is not None
+        }
+    else:
+        data, implied, own_bytes = to_bytes(document)
+        if implied == "docling":
+            features(document)  # raises the explanatory error
+        feats = _features_of_bytes(data, from_ if from_ is not None else implied, page_size)
+        body = feats.request()
+        if own_bytes and client_doc_hash is None:
+            # As the CLI: the SHA-256 of the file's bytes, so the evaluation can be found by file.
+            client_doc_hash = hashlib.sha256(data).hexdigest()
+    if extractor:
+        meta = dict(body.get("extractor_metadata") or {})
+        meta.update(extractor)
+        body["extractor_metadata"] = meta
+    for k, v in (
+        ("client_doc_hash", client_doc_hash),
+        ("client_correlation_id", client_correlation_id),
+        ("pipeline_id", pipeline_id),
+    ):
+        if v is not None:
+            body[k] = v
+    return body
+
+
+class _Base:
+    """Configuration, request construction and answer decoding shared by both clients."""
+
+    def __init__(
+        self,
+        url: Optional[str] = None,
+        api_key: Optional[str] = None,
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 0.25,
+        max_backoff: float = 10.0,
+        headers: Optional[Dict[str, str]] = None,
+    ):
+        url = url or os.environ.get("PREFLIGHT_URL") or DEFAULT_URL
+        api_key = api_key or os.environ.get("PREFLIGHT_API_KEY")
+        if not api_key:
+            raise PreflightError("no API key: pass api_key= or set PREFLIGHT_API_KEY")
+        if retries < 0:
+            raise ValueError("retries must be >= 0")
+        # A path prefix (https://host/preflight/) is kept: routes are joined below it.
+        self.url = url.rstrip("/")
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.timeout = timeout
+        self._headers = {
+            "X-API-Key": api_key,
+            "User-Agent": f"preflight-python/{_native.VERSION}",
+            "Accept": "application/json",
+        }
+        self._headers.update(headers or {})
+
+    def __repr__(self) -> str:
+        # Never the key.
+        return f"{type(self).__name__}(url={self.url!r})"
+
+    # -- request construction -------------------------------------------------------------
+
+    def _post(self, path: str, body: Dict[str, Any], model: Optional[Type[BaseModel]],
+              idempotency_key: Optional[str]) -> _Call:
+        return _Call("POST", path, model, _body(body), {},
+                     idempotency_key or f"pfpy-{uuid.uuid4().hex}")
+
+    def _prepare(self, call: _Call) -> Dict[str, Any]:
+        headers = dict(self._headers)
+        if call.body is not None:
+            headers["Content-Type"] = "application/json"
+        if call.idempotency_key:
+            headers["Idempotency-Key"] = call.idempotency_key
+        return {
+            "method": call.method,
+            "url": self.url + call.path,
+            "headers": headers,
+            "content": call.body,
+            "params": _query(call.params),
+        }
+
+    def _delay(self, attempt: int, response: Optional[httpx.Response]) -> float:
+        step = min(self.backoff * (2 ** (attempt - 1)), self.max_backoff)
+        wait = step / 2 + random.uniform(0, step / 2)
+        if response is not None:
+            after = _retry_after(response)
+            if after is not None:
+                wait = max(wait, min(after, MAX_RETRY_AFTER) + random.uniform(0, 0.25))
+        return wait
+
+    @staticmethod
+    def _retryable(response: httpx.Response) -> bool:
+        return response.status_code in RETRY_STATUSES
+
+    @staticmethod
+    def _decode(call: _Call, response: httpx.Response) -> Any:
+        if response.status_code >= 400:
+            try:
+                problem = response.json()
+                if not isinstance(problem, dict):
+                    problem = {}
+            except ValueError:
+                problem = {}
+            raise api_error(
+                response.status_code,
+                problem,
+                retry_after=_retry_after(response),
+                request_id=response.headers.get("x-request-id"),
+            )
+        if call.model is None:
+            return response.json()
+        return call.model.model_validate_json(response.content)
+
+    # -- the routes ---------------------------------------------------------------------------
+
+    def _evaluate(self, document: Any, *, from_: Optional[str] = None,
+                  page_size: Optional[PageSize] = None, extractor: Optional[Dict[str, Any]] = None,
+                  client_doc_hash: Optional[str] = None, client_correlation_id: Optional[str] = None,
+                  pipeline_id: Optional[str] = None, idempotency_key: Optional[str] = None) -> _Call:
+        body = _evaluate_body(document, from_=from_, page_size=page_size, extractor=extractor,
+                              client_doc_hash=client_doc_hash,
+                              client_correlation_id=client_correlation_id, pipeline_id=pipeline_id)
+        return self._post("/v1/evaluate", body, Evaluation, idempotency_key)
+
+    def _evaluate_batch(self, documents: Sequence[Any], *, from_: Optional[str] = None,
+                        page_size: Optional[PageSize] = None, pipeline_id: Optional[str] = None,
+                        idempotency_key: Optional[str] = None) -> _Call:
+        bodies = [
+            _evaluate_body(d, from_=from_, page_size=page_size, extractor=None,
+                           client_doc_hash=None, client_correlation_id=None,
+                           pipeline_id=pipeline_id)
+            for d in documents
+        ]
+        return self._post("/v1/evaluate/batch", {"documents": bodies}, BatchResult, idempotency_key)
+
+    def _register_template(self, documents: Any, *, template_id: str, version: Optional[int] = None,
+                           name: Optional[str] = None, description: Optional[str] = None,
+                           baseline_reliability: Optional[float] = None,
+                           correction_rules: Optional[List[Dict[str, Any]]] = None,
+                           status: Optional[str] = None, from_: Optional[str] = None,
+                           page_size: Optional[PageSize] = None,
+                           idempotency_key: Optional[str] = None) -> _Call:
+        body: Dict[str, Any] = {"template_id": template_id}
+        if isinstance(documents, (list, tuple)) and not _looks_like_paddle(documents):
+            body["exemplars"] = [_features_dict(d, from_, page_size) for d in documents]
+        else:
+            body["structural_features"] = _features_dict(documents, from_, page_size)
+        for k, v in (("version", version), ("name", name), ("description", description),
+                     ("baseline_reliability", baseline_reliability),
+                     ("correction_rules", correction_rules), ("status", status)):
+            if v is not None:
+                body[k] = v
+        return self._post("/v1/templates", body, Template, idempotency_key)
+
+    def _register_from_evaluation(self, evaluation_id: str, *, template_id: str,
+                                  version: Optional[int] = None, name: Optional[str] = None,
+                                  description: Optional[str] = None,
+                                  baseline_reliability: Optional[float] = None,
+                                  correction_rules: Optional[List[Dict[str, Any]]] = None,
+                                  idempotency_key: Optional[str] = None) -> _Call:
+        body: Dict[str, Any] = {"template_id": template_id}
+        for k, v in (("version", version), ("name", name), ("description", description),
+                     ("baseline_reliability", baseline_reliability),
+                     ("correction_rules", correction_rules)):
+            if v is not None:
+                body[k] = v
+        return self._post(f"/v1/templates/from-evaluation/{_segment(evaluation_id)}", body,
+                          Template, idempotency_key)
+
+    def _get_template(self, id: str, *, version: Optional[int] = None,
+                      include_exemplars: bool = False) -> _Call:
+        params = {"version": version, "include": "exemplars" if include_exemplars else None}
+        return _Call("GET", f"/v1/templates/{_segment(id)}", Template, params=params)
+
+    def _list_templates(self, *, status: Optional[str] = None, template_id: Optional[str] = None,
+                        limit: Optional[int] = None, cursor: Optional[str] = None) -> _Call:
+        params = {"status": status, "template_id": template_id, "limit": limit, "cursor": cursor}
+        return _Call("GET", "/v1/templates", TemplatePage, params=params)
+
+    def _add_exemplar(self, id: str, document: Any, *, version: Optional[int] = None,
+                      from_: Optional[str] = None, page_size: Optional[PageSize] = None,
+                      idempotency_key: Optional[str] = None) -> _Call:
+        call = self._post(f"/v1/templates/{_segment(id)}/exemplars",
+                          {"structural_features": _features_dict(document, from_, page_size)},
+                          Template, idempotency_key)
+        call.params = {"version": version}
+        return call
+
+    def _set_template_status(self, id: str, status: str, *, version: Optional[int] = None) -> _Call:
+        return _Call("PATCH", f"/v1/templates/{_segment(id)}/status", Template,
+                     body=_body({"status": status}), params={"version": version})
+
+    def _list_evaluations(self, *, decision: Optional[str] = None,
+                          template_id: Optional[str] = None, correlation_id: Optional[str] = None,
+                          pipeline_id: Optional[str] = None, min_reliability: Optional[float] = None,
+                          max_drift: Optional[float] = None, from_: Optional[datetime] = None,
+                          to: Optional[datetime] = None, limit: Optional[int] = None,
+                          cursor: Optional[str] = None) -> _Call:
+        params = {"decision": decision, "template_id": template_id,
+                  "correlation_id": correlation_id, "pipeline_id": pipeline_id,
+                  "min_reliability": min_reliability, "max_drift": max_drift, "from": from_,
+                  "to": to, "limit": limit, "cursor": cursor}
+        return _Call("GET", "/v1/evaluations", EvaluationPage, params=params)
+
+    def _get_evaluation(self, evaluation_id: str) -> _Call:
+        return _Call("GET", f"/v1/evaluations/{_segment(evaluation_id)}", EvaluationRecord)
+
+    def _feedback(self, evaluation_id: str, outcome: str, *,
+                  field_error_count: Optional[int] = None, review_seconds: Optional[float] = None,
+                  source: Optional[str] = None, idempotency_key: Optional[str] = None) -> _Call:
+        body: Dict[str, Any] = {"outcome": outcome}
+        for k, v in (("field_error_count", field_error_count),
+                     ("review_seconds", review_seconds), ("source", source)):
+            if v is not None:
+                body[k] = v
+        return self._post(f"/v1/evaluations/{_segment(evaluation_id)}/feedback", body, Feedback,
+                          idempotency_key)
+
+    def _template_drift(self, id: str, *, version: Optional[int] = None,
+                        from_: Optional[datetime] = None, to: Optional[datetime] = None,
+                        bucket: Optional[str] = None) -> _Call:
+        params = {"version": version, "from": from_, "to": to, "bucket": bucket}
+        return _Call("GET", f"/v1/templates/{_segment(id)}/drift", DriftReport, params=params)
+
+
+def _looks_like_paddle(value: Sequence[Any]) -> bool:
+    # A PaddleOCR result is itself a list; a list of documents holds no bare polygons.
+    return bool(value) and isinstance(value[0], list) and bool(value[0]) and isinstance(
+        value[0][0], list
+    ) and bool(value[0][0]) and isinstance(value[0][0][0], (int, float, list))
+
+
+def _export_document(templates: List[Dict[str, Any]]) -> Dict[str, Any]:
+    return {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "templates": templates}
+
+
+class Client(_Base):
+    """Synchronous client of a preflight server.
+
+    ``url`` defaults to ``PREFLIGHT_URL`` (else ``http://127.0.0.1:8000``), ``api_key`` to
+    ``PREFLIGHT_API_KEY``. ``timeout`` is per attempt (connect, send, read) in seconds.
+    ``transport`` / ``http_client`` let tests and proxies supply their own httpx pieces.
+    Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(self, url: Optional[str] = None, api_key: Optional[str] = None, *,
+                 timeout: float = 30.0, retries: int = 3, backoff: float = 0.25,
+                 max_backoff: float = 10.0, headers: Optional[Dict[str, str]] = None,
+                 transport: Optional[httpx.BaseTransport] = None,
+                 http_client: Optional[httpx.Client] = None,
+                 sleep: Callable[[float], None] = time.sleep):
+        super().__init__(url, api_key, timeout=timeout, retries=retries, backoff=backoff,
+                         max_backoff=max_backoff, headers=headers)
+        self._own = http_client is None
+        self._http = http_client or httpx.Client(timeout=timeout, transport=transport)
+        self._sleep = sleep
+
+    def close(self) -> None:
+        if self._own:
+            self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _run(self, call: _Call) -> Any:
+        request = self._prepare(call)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self._http.request(**request)
+            except httpx.TransportError as e:
+                if attempt > self.retries:
+                    raise TransportError(f"cannot reach {self.url}: {e}", attempt) from e
+                self._sleep(self._delay(attempt, None))
+                continue
+            if self._retryable(response) and attempt <= self.retries:
+                self._sleep(self._delay(attempt, response))
+                continue
+            return self._decode(call, response)
+
+    def evaluate(self, document: Any, *, from_: Optional[str] = None,
+                 page_size: Optional[PageSize] = None, extractor: Optional[Dict[str, Any]] = None,
+                 client_doc_hash: Optional[str] = None, client_correlation_id: Optional[str] = None,
+                 pipeline_id: Optional[str] = None, idempotency_key: Optional[str] = None) -> Evaluation:
+        """``POST /v1/evaluate``. ``document`` is :class:`Features`, a prepared request dict,
+        or anything :func:`preflight.features` reads (features are then computed locally).
+        ``extractor`` overrides fields of the suggested ``extractor_metadata`` (e.g. the real
+        ``latency_ms`` and ``cost_usd``). For a path or bytes, ``client_doc_hash`` defaults to
+        their SHA-256, as the CLI sends it."""
+        return self._run(self._evaluate(document, from_=from_, page_size=page_size,
+                                        extractor=extractor, client_doc_hash=client_doc_hash,
+                                        client_correlation_id=client_correlation_id,
+                                        pipeline_id=pipeline_id, idempotency_key=idempotency_key))
+
+    def evaluate_batch(self, documents: Sequence[Any], *, from_: Optional[str] = None,
+                       page_size: Optional[PageSize] = None, pipeline_id: Optional[str] = None,
+                       idempotency_key: Optional[str] = None) -> BatchResult:
+        """``POST /v1/evaluate/batch`` (1 to 100 documents; one result each, in order)."""
+        return self._run(self._evaluate_batch(documents, from_=from_, page_size=page_size,
+                                              pipeline_id=pipeline_id,
+                                              idempotency_key=idempotency_key))
+
+    def register_template(self, documents: Any, *, template_id: str, version: Optional[int] = None,
+                          name: Optional[str] = None, description: Optional[str] = None,
+                          baseline_reliability: Optional[float] = None,
+                          correction_rules: Optional[List[Dict[str, Any]]] = None,
+                          status: Optional[str] = None, from_: Optional[str] = None,
+                          page_size: Optional[PageSize] = None,
+                          idempotency_key: Optional[str] = None) -> Template:
+        """``POST /v1/templates`` from one sample (a file, an object, features) or a list of
+        samples of the same layout (sent as ``exemplars``)."""
+        return self._run(self._register_template(
+            documents, template_id=template_id, version=version, name=name,
+            description=description, baseline_reliability=baseline_reliability,
+            correction_rules=correction_rules, status=status, from_=from_, page_size=page_size,
+            idempotency_key=idempotency_key))
+
+    def register_template_from_evaluation(
+            self, evaluation_id: str, *, template_id: str, version: Optional[int] = None,
+            name: Optional[str] = None, description: Optional[str] = None,
+            baseline_reliability: Optional[float] = None,
+            correction_rules: Optional[List[Dict[str, Any]]] = None,
+            idempotency_key: Optional[str] = None) -> Template:
+        """``POST /v1/templates/from-evaluation/{evaluation_id}``: the layout of a stored
+        evaluation (typically a NEW one) becomes a template."""
+        return self._run(self._register_from_evaluation(
+            evaluation_id, template_id=template_id, version=version, name=name,
+            description=description, baseline_reliability=baseline_reliability,
+            correction_rules=correction_rules, idempotency_key=idempotency_key))
+
+    def get_template(self, id: str, *, version: Optional[int] = None,
+                     include_exemplars: bool = False) -> Template:
+        """``GET /v1/templates/{id}``: ``id`` is a version id or a ``template_id``."""
+        return self._run(self._get_template(id, version=version,
+                                            include_exemplars=include_exemplars))
+
+    def list_templates(self, *, status: Optional[str] = None, template_id: Optional[str] = None,
+                       limit: Optional[int] = None, cursor: Optional[str] = None) -> TemplatePage:
+        """``GET /v1/templates`` (one page)."""
+        return self._run(self._list_templates(status=status, template_id=template_id,
+                                              limit=limit, cursor=cursor))
+
+    def iter_templates(self, **filters: Any) -> Iterator[Template]:
+        """Every template version matching ``filters``, following the cursor."""
+        cursor = None
+        while True:
+            page = self.list_templates(cursor=cursor, **filters)
+            yield from page.items
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    def add_exemplar(self, id: str, document: Any, *, version: Optional[int] = None,
+                     from_: Optional[str] = None, page_size: Optional[PageSize] = None,
+                     idempotency_key: Optional[str] = None) -> Template:
+        """``POST /v1/templates/{id}/exemplars``."""
+        return self._run(self._add_exemplar(id, document, version=version, from_=from_,
+                                            page_size=page_size, idempotency_key=idempotency_key))
+
+    def set_template_status(self, id: str, status: str, *, version: Optional[int] = None) -> Template:
+        """``PATCH /v1/templates/{id}/status`` (``draft``, ``active``, ``deprecated``, ``archived``)."""
+        return self._run(self._set_template_status(id, status, version=version))
+
+    def list_evaluations(self, *, decision: Optional[str] = None,
+                         template_id: Optional[str] = None, correlation_id: Optional[str] = None,
+                         pipeline_id: Optional[str] = None, min_reliability: Optional[float] = None,
+                         max_drift: Optional[float] = None, from_: Optional[datetime] = None,
+                         to: Optional[datetime] = None, limit: Optional[int] = None,
+                         cursor: Optional[str] = None) -> EvaluationPage:
+        """``GET /v1/evaluations`` (one page, newest first)."""
+        return self._run(self._list_evaluations(
+            decision=decision, template_id=template_id, correlation_id=correlation_id,
+            pipeline_id=pipeline_id, min_reliability=min_reliability, max_drift=max_drift,
+            from_=from_, to=to, limit=limit, cursor=cursor))
+
+    def iter_evaluations(self, **filters: Any) -> Iterator[EvaluationRecord]:
+        """Every evaluation matching ``filters``, newest first, following the cursor."""
+        cursor = None
+        while True:
+            page = self.list_evaluations(cursor=cursor, **filters)
+            yield from page.items
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    def get_evaluation(self, evaluation_id: str) -> EvaluationRecord:
+        """``GET /v1/evaluations/{id}``."""
+        return self._run(self._get_evaluation(evaluation_id))
+
+    def feedback(self, evaluation_id: str, outcome: str, *,
+                 field_error_count: Optional[int] = None, review_seconds: Optional[float] = None,
+                 source: Optional[str] = None, idempotency_key: Optional[str] = None) -> Feedback:
+        """``POST /v1/evaluations/{id}/feedback`` (``correct``, ``corrected`` or ``rejected``)."""
+        return self._run(self._feedback(evaluation_id, outcome,
+                                        field_error_count=field_error_count,
+                                        review_seconds=review_seconds, source=source,
+                                        idempotency_key=idempotency_key))
+
+    def template_drift(self, id: str, *, version: Optional[int] = None,
+                       from_: Optional[datetime] = None, to: Optional[datetime] = None,
+                       bucket: Optional[str] = None) -> DriftReport:
+        """``GET /v1/templates/{id}/drift``."""
+        return self._run(self._template_drift(id, version=version, from_=from_, to=to,
+                                              bucket=bucket))
+
+    def export_templates(self, *, status: Optional[str] = None) -> Dict[str, Any]:
+        """The tenant's templates as an export document (docs/python.md), for
+        :meth:`preflight.Engine.from_export`: every version (or those of ``status``), each as
+        ``GET /v1/templates/{id}?include=exemplars`` returns it."""
+        templates = [
+            self._run(_Call("GET", f"/v1/templates/{t.id}", None, params={"include": "exemplars"}))
+            for t in self.iter_templates(status=status)
+        ]
+        return _export_document(templates)
+
+
+class AsyncClient(_Base):
+    """Asynchronous client (asyncio or trio, through httpx/anyio); the same methods as
+    :class:`Client`, awaited. Use ``async with`` or ``await client.aclose()``."""
+
+    def __init__(self, url: Optional[str] = None, api_key: Optional[str] = None, *,
+                 timeout: float = 30.0, retries: int = 3, backoff: float = 0.25,
+                 max_backoff: float = 10.0, headers: Optional[Dict[str, str]] = None,
+                 transport: Optional[httpx.AsyncBaseTransport] = None,
+                 http_client: Optional[httpx.AsyncClient] = None,
+                 sleep: Optional[Callable[[float], Any]] = None):
+        super().__init__(url, api_key, timeout=timeout, retries=retries, backoff=backoff,
+                         max_backoff=max_backoff, headers=headers)
+        self._own = http_client is None
+        self._http = http_client or httpx.AsyncClient(timeout=timeout, transport=transport)
+        self._sleep = sleep
+
+    async def aclose(self) -> None:
+        if self._own:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+    async def _wait(self, seconds: float) -> None:
+        if self._sleep is not None:
+            await self._sleep(seconds)
+        else:
+            import anyio
+
+            await anyio.sleep(seconds)
+
+    async def _run(self, call: _Call) -> Any:
+        request = self._prepare(call)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await self._http.request(**request)
+            except httpx.TransportError as e:
+                if attempt > self.retries:
+                    raise TransportError(f"cannot reach {self.url}: {e}", attempt) from e
+                await self._wait(self._delay(attempt, None))
+                continue
+            if self._retryable(response) and attempt <= self.retries:
+                await self._wait(self._delay(attempt, response))
+                continue
+            return self._decode(call, response)
+
+    async def evaluate(self, document: Any, *, from_: Optional[str] = None,
+                       page_size: Optional[PageSize] = None,
+                       extractor: Optional[Dict[str, Any]] = None,
+                       client_doc_hash: Optional[str] = None,
+                       client_correlation_id: Optional[str] = None,
+                       pipeline_id: Optional[str] = None,
+                       idempotency_key: Optional[str] = None) -> Evaluation:
+        """See :meth:`Client.evaluate`."""
+        return await self._run(self._evaluate(document, from_=from_, page_size=page_size,
+                                              extractor=extractor, client_doc_hash=client_doc_hash,
+                                              client_correlation_id=client_correlation_id,
+                                              pipeline_id=pipeline_id,
+                                              idempotency_key=idempotency_key))
+
+    async def evaluate_batch(self, documents: Sequence[Any], *, from_: Optional[str] = None,
+                             page_size: Optional[PageSize] = None,
+                             pipeline_id: Optional[str] = None,
+                             idempotency_key: Optional[str] = None) -> BatchResult:
+        """See :meth:`Client.evaluate_batch`."""
+        return await self._run(self._evaluate_batch(documents, from_=from_, page_size=page_size,
+                                                    pipeline_id=pipeline_id,
+                                                    idempotency_key=idempotency_key))
+
+    async def register_template(self, documents: Any, *, template_id: str,
+                                version: Optional[int] = None, name: Optional[str] = None,
+                                description: Optional[str] = None,
+                                baseline_reliability: Optional[float] = None,
+                                correction_rules: Optional[List[Dict[str, Any]]] = None,
+                                status: Optional[str] = None, from_: Optional[str] = None,
+                                page_size: Optional[PageSize] = None,
+                                idempotency_key: Optional[str] = None) -> Template:
+        """See :meth:`Client.register_template`."""
+        return await self._run(self._register_template(
+            documents, template_id=template_id, version=version, name=name,
+            description=description, baseline_reliability=baseline_reliability,
+            correction_rules=correction_rules, status=status, from_=from_, page_size=page_size,
+            idempotency_key=idempotency_key))
+
+    async def register_template_from_evaluation(
+            self, evaluation_id: str, *, template_id: str, version: Optional[int] = None,
+            name: Optional[str] = None, description: Optional[str] = None,
+            baseline_reliability: Optional[float] = None,
+            correction_rules: Optional[List[Dict[str, Any]]] = None,
+            idempotency_key: Optional[str] = None) -> Template:
+        """See :meth:`Client.register_template_from_evaluation`."""
+        return await self._run(self._register_from_evaluation(
+            evaluation_id, template_id=template_id, version=version, name=name,
+            description=description, baseline_reliability=baseline_reliability,
+            correction_rules=correction_rules, idempotency_key=idempotency_key))
+
+    async def get_template(self, id: str, *, version: Optional[int] = None,
+                           include_exemplars: bool = False) -> Template:
+        """See :meth:`Client.get_template`."""
+        return await self._run(self._get_template(id, version=version,
+                                                  include_exemplars=include_exemplars))
+
+    async def list_templates(self, *, status: Optional[str] = None,
+                             template_id: Optional[str] = None, limit: Optional[int] = None,
+                             cursor: Optional[str] = None) -> TemplatePage:
+        """See :meth:`Client.list_templates`."""
+        return await self._run(self._list_templates(status=status, template_id=template_id,
+                                                    limit=limit, cursor=cursor))
+
+    async def add_exemplar(self, id: str, document: Any, *, version: Optional[int] = None,
+                           from_: Optional[str] = None, page_size: Optional[PageSize] = None,
+                           idempotency_key: Optional[str] = None) -> Template:
+        """See :meth:`Client.add_exemplar`."""
+        return await self._run(self._add_exemplar(id, document, version=version, from_=from_,
+                                                  page_size=page_size,
+                                                  idempotency_key=idempotency_key))
+
+    async def set_template_status(self, id: str, status: str, *,
+                                  version: Optional[int] = None) -> Template:
+        """See :meth:`Client.set_template_status`."""
+        return await self._run(self._set_template_status(id, status, version=version))
+
+    async def list_evaluations(self, *, decision: Optional[str] = None,
+                               template_id: Optional[str] = None,
+                               correlation_id: Optional[str] = None,
+                               pipeline_id: Optional[str] = None,
+                               min_reliability: Optional[float] = None,
+                               max_drift: Optional[float] = None,
+                               from_: Optional[datetime] = None, to: Optional[datetime] = None,
+                               limit: Optional[int] = None,
+                               cursor: Optional[str] = None) -> EvaluationPage:
+        """See :meth:`Client.list_evaluations`."""
+        return await self._run(self._list_evaluations(
+            decision=decision, template_id=template_id, correlation_id=correlation_id,
+            pipeline_id=pipeline_id, min_reliability=min_reliability, max_drift=max_drift,
+            from_=from_, to=to, limit=limit, cursor=cursor))
+
+    async def get_evaluation(self, evaluation_id: str) -> EvaluationRecord:
+        """See :meth:`Client.get_evaluation`."""
+        return await self._run(self._get_evaluation(evaluation_id))
+
+    async def feedback(self, evaluation_id: str, outcome: str, *,
+                       field_error_count: Optional[int] = None,
+                       review_seconds: Optional[float] = None, source: Optional[str] = None,
+                       idempotency_key: Optional[str] = None) -> Feedback:
+        """See :meth:`Client.feedback`."""
+        return await self._run(self._feedback(evaluation_id, outcome,
+                                              field_error_count=field_error_count,
+                                              review_seconds=review_seconds, source=source,
+                                              idempotency_key=idempotency_key))
+
+    async def template_drift(self, id: str, *, version: Optional[int] = None,
+                             from_: Optional[datetime] = None, to: Optional[datetime] = None,
+                             bucket: Optional[str] = None) -> DriftReport:
+        """See :meth:`Client.template_drift`."""
+        return await self._run(self._template_drift(id, version=version, from_=from_, to=to,
+                                                    bucket=bucket))

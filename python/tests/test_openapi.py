@@ -1,0 +1,137 @@
+"""The client's models, routes, bodies and query parameters against the server's own
+OpenAPI description (GET /openapi.json), so a change on either side fails here."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import httpx
+import pytest
+
+import preflight
+from conftest import data_dir
+
+FEATS = preflight.features(
+    data_dir() / "extractors/textract/analyze_document/multi-page-forms-samples-2-page.json")
+
+# Server schema → client model, for every answer the client decodes.
+ANSWERS = {
+    "EvaluateResponse": preflight.Evaluation,
+    "BatchResponse": preflight.BatchResult,
+    "BatchItem": preflight.BatchItem,
+    "Problem": preflight.Problem,
+    "TemplateView": preflight.Template,
+    "TemplatePage": preflight.TemplatePage,
+    "EvaluationPage": preflight.EvaluationPage,
+    "FeedbackResponse": preflight.Feedback,
+    "DriftReport": preflight.DriftReport,
+    "DriftBucket": preflight.DriftBucket,
+    "ChangePointView": preflight.ChangePoint,
+    "DetectorView": preflight.DetectorState,
+}
+
+
+@pytest.fixture(scope="module")
+def spec(server):
+    r = httpx.get(server.url + "/openapi.json")
+    r.raise_for_status()
+    return r.json()
+
+
+def _schema(spec, name):
+    return spec["components"]["schemas"][name]
+
+
+def _props(schema, spec):
+    """Properties of a schema, following allOf and $ref (utoipa writes flatten as allOf)."""
+    props, required = dict(schema.get("properties", {})), set(schema.get("required", []))
+    for part in schema.get("allOf", []):
+        if "$ref" in part:
+            part = _schema(spec, part["$ref"].rsplit("/", 1)[1])
+        p, r = _props(part, spec)
+        props.update(p)
+        required |= r
+    return props, required
+
+
+def _fields(model):
+    return {f.alias or name: f for name, f in model.model_fields.items()}
+
+
+@pytest.mark.parametrize("name", sorted(ANSWERS))
+def test_answer_models_match_the_schemas(spec, name):
+    props, required = _props(_schema(spec, name), spec)
+    fields = _fields(ANSWERS[name])
+    assert set(fields) == set(props), name
+    # A field the client requires must be one the server always sends.
+    assert {k for k, f in fields.items() if f.is_required()} <= required, name
+
+
+def test_evaluation_record_is_the_answer_plus_the_stored_fields(spec):
+    view, _ = _props(_schema(spec, "EvaluationView"), spec)
+    answer, _ = _props(_schema(spec, "EvaluateResponse"), spec)
+    # EvaluationView flattens the stored answer (typed as a free object) with these fields.
+    assert set(_fields(preflight.EvaluationRecord)) == set(answer) | (set(view) - {"response"})
+
+
+def _calls():
+    c = preflight.Client("http://unused", "k")
+    when = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    return {
+        "EvaluateRequest": c._evaluate(FEATS, extractor={"cost_usd": 0.01}, client_doc_hash="h",
+                                       client_correlation_id="c", pipeline_id="p"),
+        "BatchRequestSchema": c._evaluate_batch([FEATS]),
+        "CreateTemplateRequest": c._register_template(
+            FEATS, template_id="t", version=1, name="n", description="d", baseline_reliability=0.9,
+            correction_rules=[], status="active"),
+        "CreateTemplateRequest#exemplars": c._register_template([FEATS, FEATS], template_id="t"),
+        "AddExemplarRequest": c._add_exemplar("t", FEATS, version=1),
+        "FromEvaluationRequest": c._register_from_evaluation(
+            "e", template_id="t", version=1, name="n", description="d", baseline_reliability=0.9,
+            correction_rules=[]),
+        "StatusRequest": c._set_template_status("t", "active", version=1),
+        "FeedbackRequest": c._feedback("e", "correct", field_error_count=1, review_seconds=1.0,
+                                       source="s"),
+        None: [c._get_template("t", version=1, include_exemplars=True),
+               c._list_templates(status="active", template_id="t", limit=1, cursor="x"),
+               c._list_evaluations(decision="MATCH", template_id="t", correlation_id="c",
+                                   pipeline_id="p", min_reliability=0.1, max_drift=0.9,
+                                   from_=when, to=when, limit=1, cursor="x"),
+               c._get_evaluation("e"),
+               c._template_drift("t", version=1, from_=when, to=when, bucket="day")],
+    }
+
+
+def _operation(spec, call):
+    path = call.path
+    for template, item in spec["paths"].items():
+        parts, actual = template.split("/"), path.split("/")
+        if len(parts) == len(actual) and all(
+            p == a or (p.startswith("{") and p.endswith("}")) for p, a in zip(parts, actual)
+        ):
+            op = item.get(call.method.lower())
+            if op:
+                return template, op
+    raise AssertionError(f"{call.method} {path}: no such route in /openapi.json")
+
+
+def test_request_bodies_routes_and_query_parameters(spec):
+    calls = _calls()
+    every = [c for k, v in calls.items() if k for c in [v]] + calls[None]
+    for call in every:
+        template, op = _operation(spec, call)
+        documented = {p["name"] for p in op.get("parameters", []) if p.get("in") == "query"}
+        sent = {k for k, v in call.params.items() if v is not None}
+        assert sent <= documented, (template, sent - documented)
+    for name, call in calls.items():
+        if name is None:
+            continue
+        schema_name = name.split("#")[0]
+        props, required = _props(_schema(spec, schema_name), spec)
+        body = json.loads(call.body)
+        assert set(body) <= set(props), (name, set(body) - set(props))
+        assert required <= set(body), (name, required - set(body))
+        template, op = _operation(spec, call)
+        ref = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        assert ref.endswith("/" + schema_name), (template, ref)
