@@ -606,6 +606,21 @@ async fn behind_relay(extra: &[(&str, &str)]) -> (Relay, TestServer, String) {
     env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let (server, key) = embedded(&env).await;
+    // The limiter's first call must meet a connected Redis: a call made while the server is
+    // still connecting counts as a backend error, and the tests count those. /ready asks
+    // the connection itself, outside the limiter and its counters.
+    let client = &http_client();
+    let ready = &server.url("/ready");
+    let connected = eventually(Duration::from_secs(10), || async move {
+        let body: Value = client.get(ready).send().await.ok()?.json().await.ok()?;
+        (body["services"]["redis"]["healthy"] == true).then_some(())
+    })
+    .await;
+    assert!(
+        connected.is_some(),
+        "the server never connected to Redis; log:\n{}",
+        server.logs()
+    );
     (relay, server, key)
 }
 
