@@ -152,11 +152,16 @@ async fn bootstrap_first_tenant(store: &dyn Store, config: &Config) -> anyhow::R
     store.create_api_key(&record, &event).await?;
     // Printed, not logged: it must not end up in log storage, and it is shown this once
     // (exactly one occurrence; the hint refers to it through the variable the CLI reads).
+    // With API_PORT=0 the kernel picks the port after this runs; the listening line says it.
+    let port = match config.api_port {
+        0 => "PORT".to_string(),
+        p => p.to_string(),
+    };
     println!(
         "\npreflight: first start: created tenant \"default\" ({}) and a tenant-admin API key.\n\
          Store it now, it is not shown again:\n\n    export PREFLIGHT_API_KEY={}\n\n\
-         Try: curl -H \"X-API-Key: $PREFLIGHT_API_KEY\" http://localhost:{}/v1/status\n",
-        tenant.id, secret, config.api_port
+         Try: curl -H \"X-API-Key: $PREFLIGHT_API_KEY\" http://localhost:{port}/v1/status\n",
+        tenant.id, secret
     );
     Ok(())
 }

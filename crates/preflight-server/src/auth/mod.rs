@@ -86,6 +86,13 @@ impl Principal {
         }
     }
 
+    /// The tenant of a request that needs `scope`: the scope check first (403), then the
+    /// tenant an operator key must name.
+    pub fn tenant_with(&self, scope: Scope) -> Result<Uuid, ApiError> {
+        self.require(scope)?;
+        self.tenant()
+    }
+
     /// The tenant every query of this request is bound to.
     pub fn tenant(&self) -> Result<Uuid, ApiError> {
         self.tenant_id.ok_or_else(|| {

@@ -106,6 +106,13 @@ pub enum TemplateRef {
 }
 
 impl TemplateRef {
+    /// The reference as the client wrote it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            TemplateRef::Id(_, raw) | TemplateRef::Name(raw) => raw,
+        }
+    }
+
     pub fn parse(raw: &str) -> TemplateRef {
         match Uuid::parse_str(raw) {
             Ok(id) => TemplateRef::Id(id, raw.to_string()),

@@ -99,8 +99,7 @@ pub async fn create(
     principal: Principal,
     ApiJson(body): ApiJson<CreateKeyRequest>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
-    principal.require(Scope::KeysManage)?;
-    let tenant_id = principal.tenant()?;
+    let tenant_id = principal.tenant_with(Scope::KeysManage)?;
     let mut v = Violations::default();
     let name = body.name.trim();
     v.check(
@@ -164,8 +163,7 @@ pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
 ) -> Result<Json<ApiKeyList>, ApiError> {
-    principal.require(Scope::KeysManage)?;
-    let tenant_id = principal.tenant()?;
+    let tenant_id = principal.tenant_with(Scope::KeysManage)?;
     let keys = state.store().list_api_keys(tenant_id).await?;
     Ok(Json(ApiKeyList {
         items: keys.iter().map(ApiKeyView::from).collect(),
@@ -187,8 +185,7 @@ pub async fn revoke(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    principal.require(Scope::KeysManage)?;
-    let tenant_id = principal.tenant()?;
+    let tenant_id = principal.tenant_with(Scope::KeysManage)?;
     let id = parse_id(&id)?;
     let event = audit::by(&principal, AuditAction::ApiKeyRevoked)
         .target(format!("api_key:{id}"))
@@ -215,8 +212,7 @@ pub async fn rotate(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
-    principal.require(Scope::KeysManage)?;
-    let tenant_id = principal.tenant()?;
+    let tenant_id = principal.tenant_with(Scope::KeysManage)?;
     let id = parse_id(&id)?;
     let old = state
         .store()

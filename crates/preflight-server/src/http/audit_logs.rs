@@ -42,8 +42,7 @@ pub async fn list(
     principal: Principal,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
-    principal.require(Scope::Admin)?;
-    let tenant_id = principal.tenant()?;
+    let tenant_id = principal.tenant_with(Scope::Admin)?;
     let mut v = Violations::default();
     // Audit ids are positive; anything else cannot have come from this endpoint.
     let (limit, before_id) = page::<std::num::NonZeroU64>(&mut v, q.limit, q.cursor.as_deref());

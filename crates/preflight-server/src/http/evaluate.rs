@@ -41,8 +41,7 @@ pub async fn evaluate(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    principal.require(Scope::Evaluate)?;
-    let tenant_id = principal.tenant()?;
+    let tenant_id = principal.tenant_with(Scope::Evaluate)?;
     let key = match idempotent(&state, tenant_id, &headers, "/v1/evaluate", &body).await? {
         Keyed::Replay(resp) => return Ok(resp),
         Keyed::Proceed(key) => key,
@@ -85,8 +84,7 @@ pub async fn evaluate_batch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    principal.require(Scope::Evaluate)?;
-    let tenant_id = principal.tenant()?;
+    let tenant_id = principal.tenant_with(Scope::Evaluate)?;
     // Items are replayed one by one (a retried batch may be partly stored), so the key is
     // only parsed here; the domain looks each item up.
     let key = key_of(tenant_id, &headers, "/v1/evaluate/batch", &body)?;
@@ -138,8 +136,7 @@ pub async fn list(
     principal: Principal,
     ApiQuery(q): ApiQuery<EvaluationQuery>,
 ) -> Result<Json<EvaluationPage>, ApiError> {
-    principal.require(Scope::Read)?;
-    let tenant_id = principal.tenant()?;
+    let tenant_id = principal.tenant_with(Scope::Read)?;
     let mut v = Violations::default();
     let (limit, before_id) = page::<Uuid>(&mut v, q.limit, q.cursor.as_deref());
     if let Some(d) = &q.decision {
@@ -190,8 +187,7 @@ pub async fn get(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<EvaluationView>, ApiError> {
-    principal.require(Scope::Read)?;
-    let tenant_id = principal.tenant()?;
+    let tenant_id = principal.tenant_with(Scope::Read)?;
     let id = evaluations::parse_id(&id)?;
     Ok(Json(evaluations::get(&state, tenant_id, id).await?.into()))
 }
@@ -208,8 +204,7 @@ pub async fn feedback(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    principal.require(Scope::Evaluate)?;
-    let tenant_id = principal.tenant()?;
+    let tenant_id = principal.tenant_with(Scope::Evaluate)?;
     let id = evaluations::parse_id(&id)?;
     let route = format!("/v1/evaluations/{id}/feedback");
     let key = match idempotent(&state, tenant_id, &headers, &route, &body).await? {

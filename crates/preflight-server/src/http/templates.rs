@@ -5,7 +5,8 @@
 //! validation, versioning, the lifecycle, optimistic edits — live in the domain.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
@@ -30,6 +31,7 @@ use crate::domain::templates::{
 };
 use crate::error::{ApiError, FieldError};
 use crate::state::AppState;
+use crate::storage::templates::TemplateRow;
 
 /// All template routes, to be merged into the authenticated `/v1` router.
 pub fn routes() -> Router<AppState> {
@@ -166,6 +168,34 @@ pub struct DriftQuery {
     pub bucket: Option<String>,
 }
 
+/// The template a route names: `{id}` in the path (a version id or a `template_id`) and
+/// an optional `?version=N`.
+pub struct TemplateTarget {
+    pub reference: TemplateRef,
+    pub version: Option<i64>,
+}
+
+impl TemplateTarget {
+    async fn resolve(&self, state: &AppState, tenant_id: Uuid) -> Result<TemplateRow, ApiError> {
+        templates::resolve(state, tenant_id, &self.reference, self.version).await
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for TemplateTarget {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::NotFound("template".into()))?;
+        let ApiQuery(q) = ApiQuery::<VersionQuery>::from_request_parts(parts, state).await?;
+        Ok(TemplateTarget {
+            reference: TemplateRef::parse(&id),
+            version: q.version,
+        })
+    }
+}
+
 fn created(outcome: Created) -> Response {
     match outcome {
         Created::New(view) => (StatusCode::CREATED, Json(view)).into_response(),
@@ -187,8 +217,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    principal.require(Scope::TemplatesWrite)?;
-    let tenant_id = principal.tenant()?;
+    let tenant_id = principal.tenant_with(Scope::TemplatesWrite)?;
     let key = match idempotent(&state, tenant_id, &headers, "/v1/templates", &body).await? {
         Keyed::Replay(resp) => return Ok(resp),
         Keyed::Proceed(key) => key,
@@ -228,8 +257,7 @@ pub async fn from_evaluation(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    principal.require(Scope::TemplatesWrite)?;
-    let tenant_id = principal.tenant()?;
+    let tenant_id = principal.tenant_with(Scope::TemplatesWrite)?;
     let evaluation_id = evaluations::parse_id(&evaluation_id)?;
     let route = format!("/v1/templates/from-evaluation/{evaluation_id}");
     let key = match idempotent(&state, tenant_id, &headers, &route, &body).await? {
@@ -262,8 +290,7 @@ pub async fn list(
     principal: Principal,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<TemplatePage>, ApiError> {
-    principal.require(Scope::Read)?;
-    let tenant_id = principal.tenant()?;
+    let tenant_id = principal.tenant_with(Scope::Read)?;
     let mut v = Violations::default();
     let (limit, after_id) = page::<Uuid>(&mut v, q.limit, q.cursor.as_deref());
     let status = q.status.as_deref().and_then(|s| {
@@ -295,8 +322,7 @@ pub async fn get_one(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<GetQuery>,
 ) -> Result<Json<TemplateView>, ApiError> {
-    principal.require(Scope::Read)?;
-    let tenant_id = principal.tenant()?;
+    let tenant_id = principal.tenant_with(Scope::Read)?;
     let include_exemplars = match q.include.as_deref() {
         None | Some("") => false,
         Some("exemplars") => true,
@@ -321,13 +347,11 @@ pub async fn update(
     State(state): State<AppState>,
     RequestId(request_id): RequestId,
     principal: Principal,
-    Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<VersionQuery>,
+    target: TemplateTarget,
     ApiJson(req): ApiJson<UpdateTemplateRequest>,
 ) -> Result<Json<TemplateView>, ApiError> {
-    principal.require(Scope::TemplatesWrite)?;
-    let tenant_id = principal.tenant()?;
-    let target = templates::resolve(&state, tenant_id, &TemplateRef::parse(&id), q.version).await?;
+    let tenant_id = principal.tenant_with(Scope::TemplatesWrite)?;
+    let target = target.resolve(&state, tenant_id).await?;
     let event = audit::by(&principal, AuditAction::TemplateUpdated).request(Some(&request_id));
     let row = templates::update_metadata(&state, tenant_id, &target, req.into(), event).await?;
     Ok(Json(TemplateView::of(&row, false)))
@@ -345,20 +369,18 @@ pub async fn add_exemplar(
     State(state): State<AppState>,
     RequestId(request_id): RequestId,
     principal: Principal,
-    Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<VersionQuery>,
+    target: TemplateTarget,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    principal.require(Scope::TemplatesWrite)?;
-    let tenant_id = principal.tenant()?;
-    let route = format!("/v1/templates/{id}/exemplars");
+    let tenant_id = principal.tenant_with(Scope::TemplatesWrite)?;
+    let route = format!("/v1/templates/{}/exemplars", target.reference.as_str());
     let key = match idempotent(&state, tenant_id, &headers, &route, &body).await? {
         Keyed::Replay(resp) => return Ok(resp),
         Keyed::Proceed(key) => key,
     };
     let req: AddExemplarRequest = parse_json_body(&headers, &body)?;
-    let target = templates::resolve(&state, tenant_id, &TemplateRef::parse(&id), q.version).await?;
+    let target = target.resolve(&state, tenant_id).await?;
     let event =
         audit::by(&principal, AuditAction::TemplateExemplarAdded).request(Some(&request_id));
     let row = templates::add_exemplar(
@@ -384,19 +406,17 @@ pub async fn set_status(
     State(state): State<AppState>,
     RequestId(request_id): RequestId,
     principal: Principal,
-    Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<VersionQuery>,
+    target: TemplateTarget,
     ApiJson(req): ApiJson<StatusRequest>,
 ) -> Result<Json<TemplateView>, ApiError> {
-    principal.require(Scope::TemplatesWrite)?;
-    let tenant_id = principal.tenant()?;
+    let tenant_id = principal.tenant_with(Scope::TemplatesWrite)?;
     let to = TemplateStatus::parse(&req.status).ok_or_else(|| {
         ApiError::Validation(vec![FieldError {
             field: "status".into(),
             message: "must be draft, active, deprecated or archived".into(),
         }])
     })?;
-    let target = templates::resolve(&state, tenant_id, &TemplateRef::parse(&id), q.version).await?;
+    let target = target.resolve(&state, tenant_id).await?;
     let event =
         audit::by(&principal, AuditAction::TemplateStatusChanged).request(Some(&request_id));
     let row = templates::set_status(&state, tenant_id, &target, to, event).await?;
@@ -413,12 +433,10 @@ pub async fn deprecate(
     State(state): State<AppState>,
     RequestId(request_id): RequestId,
     principal: Principal,
-    Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<VersionQuery>,
+    target: TemplateTarget,
 ) -> Result<Json<TemplateView>, ApiError> {
-    principal.require(Scope::TemplatesWrite)?;
-    let tenant_id = principal.tenant()?;
-    let target = templates::resolve(&state, tenant_id, &TemplateRef::parse(&id), q.version).await?;
+    let tenant_id = principal.tenant_with(Scope::TemplatesWrite)?;
+    let target = target.resolve(&state, tenant_id).await?;
     let event = audit::by(&principal, AuditAction::TemplateDeprecated).request(Some(&request_id));
     let row = templates::deprecate(&state, tenant_id, &target, event).await?;
     Ok(Json(TemplateView::of(&row, false)))
@@ -437,8 +455,7 @@ pub async fn drift(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<DriftQuery>,
 ) -> Result<Json<DriftReport>, ApiError> {
-    principal.require(Scope::Read)?;
-    let tenant_id = principal.tenant()?;
+    let tenant_id = principal.tenant_with(Scope::Read)?;
     let req = DriftRequest {
         version: q.version,
         from: q.from,
