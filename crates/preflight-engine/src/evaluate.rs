@@ -23,6 +23,19 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// Every decision, in a fixed order (counters are kept in this order).
+    pub const ALL: [Decision; 4] = [
+        Decision::Match,
+        Decision::Review,
+        Decision::New,
+        Decision::Reject,
+    ];
+
+    /// The decision with this wire name (`MATCH`, ...).
+    pub fn parse(s: &str) -> Option<Decision> {
+        Decision::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Decision::Match => "MATCH",

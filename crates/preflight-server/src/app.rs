@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
+use crate::auth::login_throttle::FailedLoginThrottle;
 use crate::auth::passwords::PasswordHasherPool;
 use crate::auth::tokens::TokenSigner;
 use crate::auth::{KeyVerifier, ScopeSet, USAGE_FLUSH_INTERVAL};
 use crate::config::{redact_url, Config};
 use crate::domain::audit::{self, AuditAction, AuditExt};
-use crate::domain::identity::FailedLoginThrottle;
 use crate::domain::identity::{self, Acting};
 use crate::rate_limit::RateLimiter;
 use crate::redis_link::RedisLink;

@@ -9,12 +9,11 @@ use std::time::{Duration, Instant};
 use metrics_exporter_prometheus::PrometheusHandle;
 use preflight_engine::Decision;
 
+use crate::auth::login_throttle::FailedLoginThrottle;
 use crate::auth::passwords::PasswordHasherPool;
 use crate::auth::tokens::TokenSigner;
 use crate::auth::KeyVerifier;
 use crate::config::Config;
-use crate::domain::evaluations::DECISIONS;
-use crate::domain::identity::{FailedLoginThrottle, Login, LoginPolicy};
 use crate::rate_limit::RateLimiter;
 use crate::redis_link::RedisLink;
 use crate::registry::TemplateRegistry;
@@ -78,17 +77,8 @@ impl AppState {
     pub fn limiter(&self) -> &RateLimiter {
         &self.inner.limiter
     }
-    /// The login policy with this server's limits.
-    pub fn login(&self) -> Login<'_> {
-        Login {
-            store: self.inner.store.as_ref(),
-            passwords: &self.inner.passwords,
-            throttle: &self.inner.login_throttle,
-            policy: LoginPolicy {
-                max_failures: self.inner.config.login_max_failures,
-                lockout: self.inner.config.login_lockout,
-            },
-        }
+    pub fn login_throttle(&self) -> &FailedLoginThrottle {
+        &self.inner.login_throttle
     }
     pub fn templates(&self) -> &Arc<TemplateRegistry> {
         &self.inner.templates
@@ -97,7 +87,7 @@ impl AppState {
         &self.inner.writer
     }
     pub fn count_evaluation(&self, decision: Decision) {
-        let i = DECISIONS
+        let i = Decision::ALL
             .iter()
             .position(|d| *d == decision)
             .expect("every decision is listed");
@@ -106,7 +96,7 @@ impl AppState {
     }
     /// Evaluations answered by this instance since start, per decision.
     pub fn evaluation_counts(&self) -> Vec<(&'static str, u64)> {
-        DECISIONS
+        Decision::ALL
             .iter()
             .zip(&self.inner.evaluations)
             .map(|(d, n)| (d.as_str(), n.load(std::sync::atomic::Ordering::Relaxed)))

@@ -7,6 +7,7 @@
 //! memory and written in batches every [`USAGE_FLUSH_INTERVAL`].
 
 pub mod keys;
+pub mod login_throttle;
 pub mod passwords;
 pub mod scopes;
 pub mod tokens;

@@ -31,18 +31,6 @@ const MAX_TAG_LEN: usize = 256;
 /// Re-reads after a concurrent feedback change before giving up with a 409.
 const FEEDBACK_RETRIES: usize = 5;
 
-/// Every decision, in the order `/v1/status` counts them.
-pub const DECISIONS: [Decision; 4] = [
-    Decision::Match,
-    Decision::Review,
-    Decision::New,
-    Decision::Reject,
-];
-
-pub fn parse_decision(s: &str) -> Option<Decision> {
-    DECISIONS.into_iter().find(|d| d.as_str() == s)
-}
-
 /// One document's layout metadata, as sent by a pipeline after extraction.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 pub struct EvaluateRequest {
@@ -665,8 +653,9 @@ mod tests {
 
     #[test]
     fn decisions_and_outcomes_round_trip_through_their_names() {
-        for d in DECISIONS {
-            assert_eq!(parse_decision(d.as_str()), Some(d));
+        for d in Decision::ALL {
+            assert_eq!(Decision::parse(d.as_str()), Some(d));
+            assert_eq!(serde_json::to_value(d).unwrap(), d.as_str());
         }
         for o in FeedbackOutcome::ALL {
             assert_eq!(FeedbackOutcome::parse(o.as_str()), Some(o));

@@ -5,24 +5,21 @@
 //! created one way only. Time is a parameter wherever a rule depends on it, so the lockout
 //! window is tested with a controlled clock instead of a real wait.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::audit::{self, AuditAction, AuditExt};
+use crate::auth::login_throttle::FailedLoginThrottle;
 use crate::auth::passwords::{password_problem, PasswordHasherPool};
 use crate::auth::Role;
 use crate::error::{ApiError, Violations};
+use crate::state::AppState;
 use crate::storage::identity::{Tenant, User};
 use crate::storage::Store;
 
-/// How often a failed login of one account (or one unknown email) is written to the audit
-/// trail: a guessing run must not flood it.
-const FAILED_LOGIN_AUDIT_INTERVAL: Duration = Duration::from_secs(60);
 /// Longest password or email a login looks at; longer ones cannot be right and would only
 /// cost hashing time.
 const MAX_LOGIN_PASSWORD_BYTES: usize = 4096;
@@ -241,45 +238,24 @@ pub struct LoginPolicy {
     pub lockout: Duration,
 }
 
-/// Remembers when a failed login was last audited per account, so a guessing run writes one
-/// audit row a minute, not one per guess.
-pub struct FailedLoginThrottle {
-    last: Mutex<HashMap<String, Instant>>,
-}
-
-impl FailedLoginThrottle {
-    pub fn new() -> Self {
-        FailedLoginThrottle {
-            last: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Whether a failure of `key` at `now` is to be audited.
-    pub fn should_record(&self, key: &str, now: Instant) -> bool {
-        let mut last = self.last.lock().unwrap();
-        if last.len() > 10_000 {
-            last.retain(|_, t| now.duration_since(*t) < FAILED_LOGIN_AUDIT_INTERVAL);
-        }
-        match last.get(key) {
-            Some(t) if now.duration_since(*t) < FAILED_LOGIN_AUDIT_INTERVAL => false,
-            _ => {
-                last.insert(key.to_string(), now);
-                true
-            }
-        }
-    }
-}
-
-impl Default for FailedLoginThrottle {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 pub fn bad_credentials() -> ApiError {
     ApiError::Unauthorized {
         code: "INVALID_CREDENTIALS",
         detail: "email or password is incorrect".into(),
+    }
+}
+
+/// The login policy with this server's limits.
+pub fn login(state: &AppState) -> Login<'_> {
+    let config = state.config();
+    Login {
+        store: state.store().as_ref(),
+        passwords: state.passwords(),
+        throttle: state.login_throttle(),
+        policy: LoginPolicy {
+            max_failures: config.login_max_failures,
+            lockout: config.login_lockout,
+        },
     }
 }
 
@@ -375,6 +351,8 @@ impl Login<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     #[test]
@@ -393,16 +371,6 @@ mod tests {
         assert!(valid_slug("acme-1"));
         assert!(!valid_slug("-acme"));
         assert!(!valid_slug("Acme"));
-    }
-
-    #[test]
-    fn failed_logins_are_audited_once_per_interval() {
-        let throttle = FailedLoginThrottle::new();
-        let t0 = Instant::now();
-        assert!(throttle.should_record("user:1", t0));
-        assert!(!throttle.should_record("user:1", t0 + Duration::from_secs(59)));
-        assert!(throttle.should_record("user:2", t0 + Duration::from_secs(1)));
-        assert!(throttle.should_record("user:1", t0 + Duration::from_secs(61)));
     }
 
     /// The lockout window against the real embedded store, with the clock under the

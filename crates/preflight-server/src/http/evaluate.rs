@@ -11,6 +11,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
+use preflight_engine::Decision;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -141,7 +142,7 @@ pub async fn list(
     let (limit, before_id) = page::<Uuid>(&mut v, q.limit, q.cursor.as_deref());
     if let Some(d) = &q.decision {
         v.check(
-            evaluations::parse_decision(d).is_some(),
+            Decision::parse(d).is_some(),
             "decision",
             "must be MATCH, REVIEW, NEW or REJECT",
         );

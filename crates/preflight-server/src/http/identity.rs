@@ -163,8 +163,7 @@ pub async fn login(
     RequestId(request_id): RequestId,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
-    let user = state
-        .login()
+    let user = identity::login(&state)
         .attempt(LoginAttempt {
             email: &body.email,
             password: body.password,
