@@ -168,6 +168,25 @@ const API_KEY_COLUMNS: &str = "id, tenant_id, name, prefix, key_hash, scopes, op
 const USER_COLUMNS: &str = "id, tenant_id, email, password_hash, role, failed_logins, \
      locked_until, tokens_valid_after, created_at";
 
+impl SqlStore {
+    /// Runs a revocation of one live key; audits it only when it revoked something, so a
+    /// repeated revoke leaves no second event.
+    async fn revoke_audited(
+        &self,
+        revoke: Query,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.db.begin_write().await?;
+        let done = tx.execute(revoke).await? == 1;
+        if done {
+            tx.commit_with_audit(audit).await?;
+        } else {
+            tx.commit().await?;
+        }
+        Ok(done)
+    }
+}
+
 fn select_api_keys(condition: &str) -> Query {
     Query::new(format!(
         "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE {condition}"
@@ -457,25 +476,14 @@ impl IdentityStore for SqlStore {
         at: DateTime<Utc>,
         audit: &NewAuditEvent,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.db.begin_write().await?;
-        let done = tx
-            .execute(
-                Query::new(
-                    "UPDATE api_keys SET revoked_at = $3 \
-                     WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL",
-                )
-                .bind(tenant_id)
-                .bind(id)
-                .bind(at),
-            )
-            .await?
-            == 1;
-        if done {
-            tx.commit_with_audit(audit).await?;
-        } else {
-            tx.commit().await?;
-        }
-        Ok(done)
+        let revoke = Query::new(
+            "UPDATE api_keys SET revoked_at = $3 \
+             WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL",
+        )
+        .bind(tenant_id)
+        .bind(id)
+        .bind(at);
+        self.revoke_audited(revoke, audit).await
     }
 
     async fn revoke_operator_key(
@@ -484,24 +492,13 @@ impl IdentityStore for SqlStore {
         at: DateTime<Utc>,
         audit: &NewAuditEvent,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.db.begin_write().await?;
-        let done = tx
-            .execute(
-                Query::new(
-                    "UPDATE api_keys SET revoked_at = $2 \
-                     WHERE tenant_id IS NULL AND operator AND id = $1 AND revoked_at IS NULL",
-                )
-                .bind(id)
-                .bind(at),
-            )
-            .await?
-            == 1;
-        if done {
-            tx.commit_with_audit(audit).await?;
-        } else {
-            tx.commit().await?;
-        }
-        Ok(done)
+        let revoke = Query::new(
+            "UPDATE api_keys SET revoked_at = $2 \
+             WHERE tenant_id IS NULL AND operator AND id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id)
+        .bind(at);
+        self.revoke_audited(revoke, audit).await
     }
 
     async fn rotate_api_key(
