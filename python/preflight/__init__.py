@@ -63,6 +63,7 @@ from ._models import (
 from ._client import DEFAULT_URL, EXPORT_FORMAT, EXPORT_VERSION, AsyncClient, Client
 from ._check import check, configure, default_client
 from ._engine import Engine
+from . import _errors, _models
 
 __all__ = [
     "__version__",
@@ -78,47 +79,7 @@ __all__ = [
     "DEFAULT_URL",
     "EXPORT_FORMAT",
     "EXPORT_VERSION",
-    # errors
-    "PreflightError",
-    "AdapterError",
-    "UnsupportedInputError",
-    "EngineError",
-    "ApiError",
-    "BadRequestError",
-    "AuthenticationError",
-    "PermissionDeniedError",
-    "NotFoundError",
-    "ConflictError",
-    "PayloadTooLargeError",
-    "UnsupportedMediaTypeError",
-    "ValidationError",
-    "RateLimitError",
-    "ServiceUnavailableError",
-    "TransportError",
-    "FieldError",
-    # models
-    "BoundingBox",
-    "StructuralFeatures",
-    "ExtractorMetadata",
-    "Features",
-    "Reason",
-    "CorrectionRule",
-    "DriftComponent",
-    "Candidate",
-    "Evaluation",
-    "EvaluationRecord",
-    "EvaluationPage",
-    "Problem",
-    "ProblemFieldError",
-    "BatchItem",
-    "BatchResult",
-    "OutcomeStats",
-    "Template",
-    "TemplatePage",
-    "Feedback",
-    "DriftBucket",
-    "ChangePoint",
-    "DetectorState",
-    "DriftReport",
-    "OfflineEvaluation",
+    # every public error and model, as their modules declare them
+    *_errors.__all__,
+    *_models.__all__,
 ]
