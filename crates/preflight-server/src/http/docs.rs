@@ -16,19 +16,6 @@ use crate::state::AppState;
         description = "Layout-template governance for document-extraction pipelines: \
                        MATCH / REVIEW / NEW / REJECT from layout metadata only."
     ),
-    paths(
-        super::ops::health, super::ops::ready, super::ops::metrics, super::status::status,
-        super::identity::signup, super::identity::login, super::identity::refresh,
-        super::identity::logout, super::identity::me, super::identity::change_password,
-        super::api_keys::create, super::api_keys::list, super::api_keys::revoke,
-        super::api_keys::rotate, super::audit_logs::list,
-        super::evaluate::evaluate, super::evaluate::evaluate_batch, super::evaluate::list,
-        super::evaluate::get, super::evaluate::feedback,
-        super::templates::create, super::templates::list, super::templates::get_one,
-        super::templates::update, super::templates::deprecate, super::templates::set_status,
-        super::templates::add_exemplar, super::templates::from_evaluation,
-        super::templates::drift,
-    ),
     components(schemas(crate::error::Problem, crate::error::FieldError, crate::auth::Scope)),
     modifiers(&SecuritySchemes),
     tags(
@@ -68,8 +55,14 @@ impl utoipa::Modify for SecuritySchemes {
 }
 
 /// The whole OpenAPI description, as served.
+/// The description: the document-wide parts from [`ApiDoc`], the paths from the routes
+/// themselves (`http::routes`), so no route can be served undocumented.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let (probes, v1) = super::routes();
+    let mut doc = ApiDoc::openapi();
+    doc.merge(probes.into_openapi());
+    doc.merge(v1.into_openapi());
+    doc
 }
 
 const DOCS_CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'";

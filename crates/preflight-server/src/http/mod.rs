@@ -14,48 +14,69 @@ pub mod templates;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
-use axum::routing::{get, post};
 use axum::{middleware, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::state::AppState;
+
+/// Every route of the API, declared once: its path and method come from the handler's
+/// `#[utoipa::path]`, which is also what the OpenAPI description shows. Returns the probes
+/// (never authenticated) and the `/v1` routes (behind the auth middleware).
+pub fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
+    let probes = OpenApiRouter::default()
+        .routes(routes!(ops::health))
+        .routes(routes!(ops::ready))
+        .routes(routes!(ops::metrics));
+    let v1 = OpenApiRouter::default()
+        .routes(routes!(status::status))
+        .routes(routes!(identity::signup))
+        .routes(routes!(identity::login))
+        .routes(routes!(identity::refresh))
+        .routes(routes!(identity::logout))
+        .routes(routes!(identity::me))
+        .routes(routes!(identity::change_password))
+        .routes(routes!(api_keys::create, api_keys::list))
+        .routes(routes!(api_keys::revoke))
+        .routes(routes!(api_keys::rotate))
+        .routes(routes!(audit_logs::list))
+        .routes(routes!(evaluate::evaluate))
+        .routes(routes!(evaluate::evaluate_batch))
+        .routes(routes!(evaluate::list))
+        .routes(routes!(evaluate::get))
+        .routes(routes!(evaluate::feedback))
+        .routes(routes!(templates::create, templates::list))
+        .routes(routes!(
+            templates::get_one,
+            templates::update,
+            templates::deprecate
+        ))
+        .routes(routes!(templates::set_status))
+        .routes(routes!(templates::add_exemplar))
+        .routes(routes!(templates::drift))
+        .routes(routes!(templates::from_evaluation));
+    (probes, v1)
+}
 
 /// Builds the full application router for a given state.
 pub fn router(state: AppState) -> Router {
     let config = state.config().clone();
 
+    let (probes, v1) = routes();
     // Everything under /v1 is authenticated (or IP-limited when anonymous) by one layer.
-    let v1 = Router::new()
-        .route("/v1/status", get(status::status))
-        .route("/v1/auth/signup", post(identity::signup))
-        .route("/v1/auth/login", post(identity::login))
-        .route("/v1/auth/refresh", post(identity::refresh))
-        .route("/v1/auth/logout", post(identity::logout))
-        .route("/v1/auth/me", get(identity::me))
-        .route("/v1/auth/change-password", post(identity::change_password))
-        .route("/v1/api-keys", post(api_keys::create).get(api_keys::list))
-        .route("/v1/api-keys/{id}", axum::routing::delete(api_keys::revoke))
-        .route("/v1/api-keys/{id}/rotate", post(api_keys::rotate))
-        .route("/v1/audit-logs", get(audit_logs::list))
-        .route("/v1/evaluate", post(evaluate::evaluate))
-        .route("/v1/evaluate/batch", post(evaluate::evaluate_batch))
-        .route("/v1/evaluations", get(evaluate::list))
-        .route("/v1/evaluations/{id}", get(evaluate::get))
-        .route("/v1/evaluations/{id}/feedback", post(evaluate::feedback))
-        .merge(templates::routes())
+    let v1 = v1
+        .split_for_parts()
+        .0
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::middleware,
         ));
 
     // Probes and metrics are never authenticated nor limited.
-    let mut app = Router::new()
-        .route("/health", get(ops::health))
-        .route("/ready", get(ops::ready))
-        .route("/metrics", get(ops::metrics))
-        .merge(v1);
+    let mut app = probes.split_for_parts().0.merge(v1);
     if config.enable_docs {
         app = app.merge(docs::routes());
     }

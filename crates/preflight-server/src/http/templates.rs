@@ -9,8 +9,7 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use preflight_engine::{CorrectionRule, StructuralFeatures};
 use serde::{Deserialize, Serialize};
@@ -32,23 +31,6 @@ use crate::domain::templates::{
 use crate::error::{ApiError, FieldError};
 use crate::state::AppState;
 use crate::storage::templates::TemplateRow;
-
-/// All template routes, to be merged into the authenticated `/v1` router.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/templates", post(create).get(list))
-        .route(
-            "/v1/templates/{id}",
-            get(get_one).put(update).delete(deprecate),
-        )
-        .route("/v1/templates/{id}/status", patch(set_status))
-        .route("/v1/templates/{id}/exemplars", post(add_exemplar))
-        .route("/v1/templates/{id}/drift", get(drift))
-        .route(
-            "/v1/templates/from-evaluation/{evaluation_id}",
-            post(from_evaluation),
-        )
-}
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
