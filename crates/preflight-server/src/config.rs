@@ -181,6 +181,18 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A positive number that must fit `T`; a larger one is a problem, never truncated.
+    fn positive<T: TryFrom<u64> + Copy>(&mut self, name: &str, default: T) -> T
+    where
+        u64: From<T>,
+    {
+        let v = self.positive_u64(name, u64::from(default));
+        T::try_from(v).unwrap_or_else(|_| {
+            self.problem(name, format!("{v} is too large"));
+            default
+        })
+    }
+
     fn positive_u64(&mut self, name: &str, default: u64) -> u64 {
         let v: u64 = self.parse(name, default, "a positive whole number");
         if v == 0 {
@@ -308,8 +320,8 @@ impl Config {
             r.problem("SENTRY_TRACES_SAMPLE_RATE", "must be between 0 and 1");
         }
 
-        let rate_limit_per_minute = r.positive_u64("RATE_LIMIT_PER_MINUTE", 1000) as u32;
-        let rate_limit_unauthenticated = r.positive_u64("RATE_LIMIT_UNAUTHENTICATED", 10) as u32;
+        let rate_limit_per_minute = r.positive::<u32>("RATE_LIMIT_PER_MINUTE", 1000);
+        let rate_limit_unauthenticated = r.positive::<u32>("RATE_LIMIT_UNAUTHENTICATED", 10);
         let rate_limit_fail_closed = r.bool("RATE_LIMIT_FAIL_CLOSED", false);
         let ready_require_redis = r.bool("READY_REQUIRE_REDIS", false);
 
@@ -355,14 +367,14 @@ impl Config {
         };
         let allow_signup = r.bool("ALLOW_SIGNUP", !production);
 
-        let database_max_connections = r.positive_u64("DATABASE_MAX_CONNECTIONS", 10) as u32;
+        let database_max_connections = r.positive::<u32>("DATABASE_MAX_CONNECTIONS", 10);
         let database_connect_timeout =
             Duration::from_secs(r.positive_u64("DATABASE_CONNECT_TIMEOUT_SECONDS", 5));
         let database_statement_timeout =
             Duration::from_secs(r.positive_u64("DATABASE_STATEMENT_TIMEOUT_SECONDS", 10));
         let redis_timeout = Duration::from_millis(r.positive_u64("REDIS_TIMEOUT_MS", 250));
         let shutdown_grace = Duration::from_secs(r.positive_u64("SHUTDOWN_GRACE_SECONDS", 20));
-        let login_max_failures = r.positive_u64("LOGIN_MAX_FAILURES", 5).min(1000) as u32;
+        let login_max_failures = r.positive::<u32>("LOGIN_MAX_FAILURES", 5).min(1000);
         let login_lockout = Duration::from_secs(r.positive_u64("LOGIN_LOCKOUT_SECONDS", 900));
 
         let template_cache_max = r.positive_u64("TEMPLATE_CACHE_MAX_TEMPLATES", 100_000) as usize;
@@ -678,5 +690,19 @@ mod tests {
                 "MAX_REQUEST_BODY_SIZE"
             ]
         );
+    }
+
+    #[test]
+    fn numbers_too_large_for_their_setting_are_refused_not_truncated() {
+        let e = Config::from_env_map(&env(&[
+            ("RATE_LIMIT_PER_MINUTE", "4294967296"),
+            ("DATABASE_MAX_CONNECTIONS", "4294967297"),
+        ]))
+        .unwrap_err();
+        let vars: Vec<&str> = e.problems.iter().map(|(v, _)| v.as_str()).collect();
+        assert_eq!(vars, ["RATE_LIMIT_PER_MINUTE", "DATABASE_MAX_CONNECTIONS"]);
+        assert!(e.problems[0].1.contains("too large"));
+        let ok = Config::from_env_map(&env(&[("RATE_LIMIT_PER_MINUTE", "4294967295")])).unwrap();
+        assert_eq!(ok.rate_limit_per_minute, u32::MAX);
     }
 }
