@@ -37,6 +37,7 @@ use crate::bench::{
 };
 use crate::data::{by_group, convert_file, load_with, Converter, Doc};
 use crate::metrics::{quality, Dec, Quality, Ratio};
+use crate::report::{at_least, write_targets, Target};
 use crate::rng::SplitMix64;
 use crate::split::{partition_of, Partition};
 
@@ -482,15 +483,6 @@ pub struct LearningRow {
     pub second_half_match_precision: Ratio,
 }
 
-/// A target of issue #14 (validate partition).
-#[derive(Debug, Clone, Serialize)]
-pub struct ProtocolTarget {
-    pub name: String,
-    pub measured: String,
-    pub target: String,
-    pub met: bool,
-}
-
 /// The protocols' report.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProtocolReport {
@@ -498,7 +490,7 @@ pub struct ProtocolReport {
     pub pairs: Vec<PairRow>,
     pub pair_cases: Vec<PairCase>,
     pub learning: Vec<LearningRow>,
-    pub targets: Vec<ProtocolTarget>,
+    pub targets: Vec<Target>,
 }
 
 const PARTS: [Partition; 2] = [Partition::Tune, Partition::Validate];
@@ -616,18 +608,9 @@ pub fn build(run: &ProtocolRun) -> ProtocolReport {
     }
 }
 
-fn at_least(name: String, r: &Ratio, min: f64) -> ProtocolTarget {
-    ProtocolTarget {
-        name,
-        measured: r.pct(),
-        target: format!("≥ {:.1} %", min * 100.0),
-        met: r.value().is_some_and(|v| v >= min),
-    }
-}
-
 /// The issue #14 targets on the validate partition (adapters' features; the minimal
 /// converter's numbers are reported beside them, not judged).
-fn targets(real: &[RealRow], pairs: &[PairCase], learning: &[LearningRow]) -> Vec<ProtocolTarget> {
+fn targets(real: &[RealRow], pairs: &[PairCase], learning: &[LearningRow]) -> Vec<Target> {
     let v = Partition::Validate;
     let row = |k: usize, scope: &str| {
         real.iter().find(|r| {
@@ -649,11 +632,11 @@ fn targets(real: &[RealRow], pairs: &[PairCase], learning: &[LearningRow]) -> Ve
     }
     if let Some(r) = row(1, "all") {
         t.push(at_least(
-            "one exemplar: automated".into(),
+            "one exemplar: automated",
             &r.quality.automation,
             0.85,
         ));
-        t.push(ProtocolTarget {
+        t.push(Target {
             name: "one exemplar: balanced accuracy known vs never-seen".into(),
             measured: r
                 .quality
@@ -663,19 +646,19 @@ fn targets(real: &[RealRow], pairs: &[PairCase], learning: &[LearningRow]) -> Ve
             met: r.quality.balanced_accuracy.is_some_and(|b| b >= 0.95),
         });
         t.push(at_least(
-            "one exemplar: MATCH precision".into(),
+            "one exemplar: MATCH precision",
             &r.quality.match_precision,
             0.995,
         ));
     }
     if let Some(r) = row(3, "all") {
         t.push(at_least(
-            "three exemplars: automated".into(),
+            "three exemplars: automated",
             &r.quality.automation,
             0.92,
         ));
         t.push(at_least(
-            "three exemplars: MATCH precision".into(),
+            "three exemplars: MATCH precision",
             &r.quality.match_precision,
             0.995,
         ));
@@ -685,12 +668,12 @@ fn targets(real: &[RealRow], pairs: &[PairCase], learning: &[LearningRow]) -> Ve
         .find(|l| l.partition == v && l.scope == "all")
     {
         t.push(at_least(
-            "reviewer taught the first half: automated in the second half".into(),
+            "reviewer taught the first half: automated in the second half",
             &l.second_half_automated,
             0.95,
         ));
         t.push(at_least(
-            "reviewer taught the first half: MATCH precision in the second half".into(),
+            "reviewer taught the first half: MATCH precision in the second half",
             &l.second_half_match_precision,
             0.995,
         ));
@@ -699,7 +682,7 @@ fn targets(real: &[RealRow], pairs: &[PairCase], learning: &[LearningRow]) -> Ve
         .iter()
         .filter(|p| p.converter == Converter::Adapters && p.partition == v)
         .collect();
-    let all = |name: &str, c: Vec<&&PairCase>, ok: fn(&PairCase) -> bool| ProtocolTarget {
+    let all = |name: &str, c: Vec<&&PairCase>, ok: fn(&PairCase) -> bool| Target {
         name: name.to_string(),
         measured: ratio(c.iter().filter(|p| ok(p)).count(), c.len()).pct(),
         target: "all pairs".into(),
@@ -735,7 +718,7 @@ fn targets(real: &[RealRow], pairs: &[PairCase], learning: &[LearningRow]) -> Ve
             .collect(),
         |p| p.identified,
     ));
-    t.push(ProtocolTarget {
+    t.push(Target {
         name: "no wrong MATCH in any pair".into(),
         measured: format!(
             "{} wrong of {} pairs",
@@ -752,17 +735,11 @@ fn targets(real: &[RealRow], pairs: &[PairCase], learning: &[LearningRow]) -> Ve
 pub fn markdown(r: &ProtocolReport) -> String {
     use std::fmt::Write;
     let mut s = String::new();
-    let _ = writeln!(s, "### Protocol targets (issue #14, validate partition, adapters' features)\n\n| target | measured | goal | met |\n|---|---|---|---|");
-    for t in &r.targets {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} |",
-            t.name,
-            t.measured,
-            t.target,
-            if t.met { "yes" } else { "**no**" }
-        );
-    }
+    write_targets(
+        &mut s,
+        "### Protocol targets (issue #14, validate partition, adapters' features)",
+        &r.targets,
+    );
     let _ = writeln!(s, "\n### One exemplar per template (headline) and three, by converter\n\n*identified* = MATCH or REVIEW naming the right template; *top-1* also counts a NEW whose closest template is right.\n\n| converter | exemplars | partition | scope | known | identified | top-1 | automated | MATCH precision | NEW recall | balanced acc. | MATCH/REVIEW/NEW/REJECT |\n|---|---|---|---|---|---|---|---|---|---|---|---|");
     for row in &r.real {
         let q = &row.quality;

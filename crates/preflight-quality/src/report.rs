@@ -199,9 +199,10 @@ pub fn build(
     }
 }
 
-fn at_least(name: &str, r: &crate::metrics::Ratio, min: f64) -> Target {
+/// A target met when the measured ratio is at least `min` (shared by every protocol).
+pub fn at_least(name: impl Into<String>, r: &crate::metrics::Ratio, min: f64) -> Target {
     Target {
-        name: name.to_string(),
+        name: name.into(),
         measured: r.pct(),
         target: format!("≥ {:.1} %", min * 100.0),
         met: r.value().is_some_and(|v| v >= min),
@@ -320,6 +321,24 @@ fn opt(v: Option<f64>, pct: bool) -> String {
 }
 
 /// The Markdown report (the measured part of docs/quality.md).
+/// A Markdown table of targets under `heading`.
+pub fn write_targets(s: &mut String, heading: &str, targets: &[Target]) {
+    let _ = writeln!(
+        s,
+        "{heading}\n\n| target | measured | goal | met |\n|---|---|---|---|"
+    );
+    for t in targets {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} |",
+            t.name,
+            t.measured,
+            t.target,
+            if t.met { "yes" } else { "**no**" }
+        );
+    }
+}
+
 pub fn markdown(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(
@@ -343,20 +362,7 @@ pub fn markdown(r: &Report) -> String {
         s.push_str(&crate::protocols::markdown(p));
         s.push('\n');
     }
-    let _ = writeln!(
-        s,
-        "### Targets (validate partition)\n\n| target | measured | goal | met |\n|---|---|---|---|"
-    );
-    for t in &r.targets {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} |",
-            t.name,
-            t.measured,
-            t.target,
-            if t.met { "yes" } else { "**no**" }
-        );
-    }
+    write_targets(&mut s, "### Targets (validate partition)", &r.targets);
     let _ = writeln!(s, "\n### Real same-template groups and never-registered layouts\n\n| partition | scope | cases | top-1 (known) | automation | MATCH precision | NEW recall (novel) | NEW precision | balanced acc. | MATCH/REVIEW/NEW/REJECT |\n|---|---|---|---|---|---|---|---|---|---|");
     for row in &r.real {
         let q = &row.quality;
