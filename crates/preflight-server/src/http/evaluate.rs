@@ -23,7 +23,7 @@ use crate::auth::{Principal, Scope};
 use crate::domain::evaluations::{
     self, Answer, BatchItem, EvaluationView, FeedbackAnswer, FeedbackRequest, FeedbackResponse,
 };
-pub use crate::domain::evaluations::{EvaluateRequest, EvaluateResponse};
+use crate::domain::evaluations::{EvaluateRequest, EvaluateResponse};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::storage::evaluations::EvaluationFilter;

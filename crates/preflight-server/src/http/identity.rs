@@ -76,8 +76,6 @@ pub struct MeResponse {
     pub operator: bool,
 }
 
-pub use crate::domain::identity::{normalize_email, slugify, valid_email};
-
 /// Issues a token at `issued_at`, never earlier than now. Callers pass a later instant
 /// when the user's `tokens_valid_after` lies ahead (a password change moments ago sets it to
 /// the next whole second, as `iat` has whole-second precision): a token issued before that
