@@ -221,7 +221,7 @@ pub fn targets(real: &[Row], pert: &[LevelRow], drift: &[DriftRow]) -> Vec<Targe
     for (l, min) in [(0.05, 0.99), (0.15, 0.97), (0.30, 0.90)] {
         if let Some(q) = level(l) {
             t.push(at_least(
-                &format!("perturbation {:.0} %: top-1", l * 100.0),
+                format!("perturbation {:.0} %: top-1", l * 100.0),
                 &q.top1,
                 min,
             ));
@@ -230,7 +230,7 @@ pub fn targets(real: &[Row], pert: &[LevelRow], drift: &[DriftRow]) -> Vec<Targe
     for (l, _) in LEVELS {
         if let Some(q) = level(l) {
             let mut x = at_least(
-                &format!("perturbation {:.0} %: MATCH precision", l * 100.0),
+                format!("perturbation {:.0} %: MATCH precision", l * 100.0),
                 &q.match_precision,
                 0.995,
             );
