@@ -35,6 +35,7 @@ from ._errors import (
 )
 from ._features import PageSize, features
 from ._models import (
+    Alert,
     BatchItem,
     BatchResult,
     BoundingBox,
@@ -66,6 +67,7 @@ from ._engine import Engine
 from . import _errors, _models
 
 __all__ = [
+    "Alert",
     "__version__",
     "ENGINE_VERSION",
     "features",

@@ -187,6 +187,21 @@ class _Decided(_Answer):
         return [r.code for r in self.reasons]
 
 
+class Alert(_Answer):
+    """One entry of an evaluation's ``alerts``: a change point its commit confirmed on the
+    template (``type`` is ``TEMPLATE_CHANGE_POINT``)."""
+
+    type: str
+    template_id: Optional[str] = None
+    template_version_id: Optional[str] = None
+    series: str
+    observation: int
+    detected_at_observation: int
+    baseline_mean: float
+    recent_mean: float
+    message: str
+
+
 class Evaluation(_Decided):
     """The server's answer to ``POST /v1/evaluate`` (and one history entry's core)."""
 
@@ -196,7 +211,7 @@ class Evaluation(_Decided):
     reliability_score: float
     warnings: List[Reason] = Field(default_factory=list)
     correction_rules: List[CorrectionRule] = Field(default_factory=list)
-    alerts: List[Dict[str, Any]] = Field(default_factory=list)
+    alerts: List[Alert] = Field(default_factory=list)
     replay_hash: str
     engine_version: str
     layout_fingerprint: str

@@ -18,6 +18,7 @@ FEATS = preflight.features(
 # Server schema → client model, for every answer the client decodes.
 ANSWERS = {
     "EvaluateResponse": preflight.Evaluation,
+    "Alert": preflight.Alert,
     "BatchResponse": preflight.BatchResult,
     "BatchItem": preflight.BatchItem,
     "Problem": preflight.Problem,

@@ -106,6 +106,17 @@ pub enum DriftSeries {
     ExtractorConfidence,
 }
 
+impl DriftSeries {
+    /// The series' wire name, as serde writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriftSeries::Similarity => "similarity",
+            DriftSeries::Drift => "drift",
+            DriftSeries::ExtractorConfidence => "extractor_confidence",
+        }
+    }
+}
+
 /// A detected change: it began around observation `observation` (1-based count of
 /// observations fed to this detector) and was confirmed at `detected_at`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -254,5 +265,21 @@ impl DriftDetectorState {
             self.extractor_confidence = SeriesState::default();
         }
         found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_names_are_the_names_serde_writes() {
+        for s in [
+            DriftSeries::Similarity,
+            DriftSeries::Drift,
+            DriftSeries::ExtractorConfidence,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
     }
 }

@@ -14,6 +14,7 @@ pub mod features;
 pub mod fingerprint;
 pub mod index;
 pub mod reliability;
+pub mod shape;
 mod sketch;
 pub mod template;
 pub mod validate;
@@ -26,6 +27,7 @@ pub use features::{BoundingBox, ElementType, ExtractorMetadata, StructuralFeatur
 pub use fingerprint::{layout_fingerprint, replay_hash};
 pub use index::TemplateIndex;
 pub use reliability::{reliability_score, ReliabilityInputs};
+pub use shape::{input_shape_problems, WireField, WireKind};
 pub use template::{CorrectionRule, ExtractorIdentity, OutcomeStats, Template};
 pub use validate::{validate, FieldError, ValidatedDocument, ValidationErrors};
 

@@ -11,7 +11,7 @@ use crate::auth::login_throttle::FailedLoginThrottle;
 use crate::auth::passwords::PasswordHasherPool;
 use crate::auth::tokens::TokenSigner;
 use crate::auth::{KeyVerifier, ScopeSet, USAGE_FLUSH_INTERVAL};
-use crate::config::{redact_url, Config};
+use crate::config::{redact_url, Config, StorageConfig};
 use crate::domain::audit::{self, AuditAction, AuditExt};
 use crate::domain::identity::{self, Acting};
 use crate::rate_limit::RateLimiter;
@@ -22,8 +22,8 @@ use crate::storage::{self, Store};
 use crate::writer::EvaluationWriter;
 
 /// Opens the store and applies migrations: the `preflight migrate` command.
-pub async fn migrate(config: &Config) -> anyhow::Result<()> {
-    let store = storage::open(config).await?;
+pub async fn migrate(storage_config: &StorageConfig) -> anyhow::Result<()> {
+    let store = storage::open(storage_config).await?;
     store.migrate().await?;
     store.close().await;
     Ok(())
@@ -31,12 +31,11 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
 
 /// Builds the state: store (migrated in development), Redis link, metrics.
 pub async fn build_state(config: Config, metrics: PrometheusHandle) -> anyhow::Result<AppState> {
-    let store = storage::open(&config).await?;
+    let store = storage::open(&config.storage).await?;
     if config.is_production() {
         // Production migrates in a separate step (`preflight migrate`, an init container);
         // refusing to serve on an older schema beats failing request by request.
-        match tokio::time::timeout(config.database_connect_timeout, store.pending_migrations())
-            .await
+        match tokio::time::timeout(config.storage.connect_timeout, store.pending_migrations()).await
         {
             Ok(Ok(pending)) if !pending.is_empty() => anyhow::bail!(
                 "the database has {} pending migration(s) {:?}; run `preflight migrate` first",
@@ -57,32 +56,25 @@ pub async fn build_state(config: Config, metrics: PrometheusHandle) -> anyhow::R
     if !config.is_production() {
         bootstrap_first_tenant(store.as_ref(), &config).await?;
     }
-    let redis = match &config.redis_url {
+    let redis = match &config.redis.url {
         Some(url) => {
             tracing::info!(url = %redact_url(url.expose()), "using redis");
-            Some(RedisLink::start(url.expose(), config.redis_timeout)?)
+            Some(RedisLink::start(url.expose(), config.redis.timeout)?)
         }
         None => None,
     };
-    let jwt_secret = config
-        .jwt_secret
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("JWT_SECRET is not set"))?;
-    let salt = config
-        .api_key_salt
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("API_KEY_SALT is not set"))?;
+    let keys = &config.auth.keys;
     let passwords = PasswordHasherPool::new();
     passwords.warm_up();
     let state = AppState::new(Inner {
-        keys: KeyVerifier::new(salt.expose()),
-        tokens: TokenSigner::new(jwt_secret.expose(), config.jwt_expire_minutes),
+        keys: KeyVerifier::new(keys.api_key_salt.expose()),
+        tokens: TokenSigner::new(keys.jwt_secret.expose(), config.auth.jwt_expire_minutes),
         passwords,
-        limiter: RateLimiter::new(&config, redis.clone()),
+        limiter: RateLimiter::new(&config.limits, &config.redis, redis.clone()),
         login_throttle: FailedLoginThrottle::new(),
         templates: Arc::new(TemplateRegistry::new(
             store.clone(),
-            config.template_cache_max,
+            config.storage.template_cache_max,
         )),
         writer: EvaluationWriter::start(store.clone()),
         evaluations: Default::default(),
@@ -123,10 +115,7 @@ async fn bootstrap_first_tenant(store: &dyn Store, config: &Config) -> anyhow::R
     if store.count_tenants().await? > 0 {
         return Ok(());
     }
-    let salt = config
-        .api_key_salt
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("API_KEY_SALT is not set"))?;
+    let salt = &config.auth.keys.api_key_salt;
     let system = Acting {
         actor: "system".into(),
         ip: None,
@@ -153,7 +142,7 @@ async fn bootstrap_first_tenant(store: &dyn Store, config: &Config) -> anyhow::R
     // Printed, not logged: it must not end up in log storage, and it is shown this once
     // (exactly one occurrence; the hint refers to it through the variable the CLI reads).
     // With API_PORT=0 the kernel picks the port after this runs; the listening line says it.
-    let port = match config.api_port {
+    let port = match config.server.port {
         0 => "PORT".to_string(),
         p => p.to_string(),
     };
@@ -192,7 +181,7 @@ pub async fn shutdown_signal() {
 /// within `SHUTDOWN_GRACE_SECONDS`, and closes the store.
 pub async fn serve(state: AppState) -> anyhow::Result<()> {
     let config = state.config().clone();
-    let addr = SocketAddr::new(config.api_host, config.api_port);
+    let addr = SocketAddr::new(config.server.host, config.server.port);
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
@@ -217,7 +206,7 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
         let _ = signalled_tx.send(());
     });
 
-    let grace = config.shutdown_grace;
+    let grace = config.server.shutdown_grace;
     let deadline = async move {
         if signalled_rx.await.is_ok() {
             tokio::time::sleep(grace).await;

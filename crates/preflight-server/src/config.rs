@@ -71,43 +71,99 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// The whole configuration, in one section per part of the server. `K` is what is known
+/// of the signing keys: [`GivenKeys`] as parsed (development may leave them out), then
+/// [`AuthKeys`] once `secrets::resolve_keys` has loaded or generated them, so nothing past
+/// start-up handles a key that might be missing.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub struct Config<K = AuthKeys> {
     pub environment: Environment,
     pub data_dir: PathBuf,
-    pub database: DatabaseConfig,
-    /// `None` means the in-process backend (embedded mode).
-    pub redis_url: Option<Secret>,
-    /// `None` until development secrets are loaded or generated (see `secrets`).
-    pub jwt_secret: Option<Secret>,
-    pub api_key_salt: Option<Secret>,
-    pub jwt_expire_minutes: u64,
-    pub api_host: IpAddr,
-    pub api_port: u16,
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub redis: RedisConfig,
+    pub auth: AuthConfig<K>,
+    pub limits: LimitsConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+/// The HTTP listener and what it accepts.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub host: IpAddr,
+    /// 0 binds a free port (the address is logged).
+    pub port: u16,
     pub enable_docs: bool,
     pub allowed_origins: Vec<String>,
-    pub sentry_dsn: Option<Secret>,
-    pub sentry_environment: Option<String>,
-    pub sentry_traces_sample_rate: f32,
-    pub rate_limit_per_minute: u32,
-    pub rate_limit_unauthenticated: u32,
-    pub rate_limit_fail_closed: bool,
-    pub ready_require_redis: bool,
+    /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
     pub max_request_body_size: usize,
-    pub log_level: String,
-    pub log_format: LogFormat,
-    pub allow_signup: bool,
-    pub database_max_connections: u32,
-    pub database_connect_timeout: Duration,
-    pub database_statement_timeout: Duration,
-    pub redis_timeout: Duration,
     pub shutdown_grace: Duration,
+}
+
+/// The database and the in-memory template index in front of it.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub database: DatabaseConfig,
+    pub max_connections: u32,
+    pub connect_timeout: Duration,
+    pub statement_timeout: Duration,
+    /// Templates held in memory across all tenants before idle tenants are dropped.
+    pub template_cache_max: usize,
+}
+
+/// The shared rate-limit backend.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `None` means the in-process backend (embedded mode).
+    pub url: Option<Secret>,
+    pub timeout: Duration,
+    /// Whether `/ready` fails while Redis is unreachable.
+    pub ready_require: bool,
+}
+
+/// Sessions, API keys, signup and the login lockout.
+#[derive(Debug, Clone)]
+pub struct AuthConfig<K = AuthKeys> {
+    pub keys: K,
+    pub jwt_expire_minutes: u64,
+    pub allow_signup: bool,
     /// Consecutive failed logins that lock an account.
     pub login_max_failures: u32,
     pub login_lockout: Duration,
-    /// Templates held in memory across all tenants before idle tenants are dropped.
-    pub template_cache_max: usize,
+}
+
+/// The signing keys as the environment gave them.
+#[derive(Debug, Clone)]
+pub struct GivenKeys {
+    pub jwt_secret: Option<Secret>,
+    pub api_key_salt: Option<Secret>,
+}
+
+/// The signing keys, present and checked.
+#[derive(Debug, Clone)]
+pub struct AuthKeys {
+    pub jwt_secret: Secret,
+    pub api_key_salt: Secret,
+}
+
+/// Request budgets per minute.
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    pub per_minute: u32,
+    pub unauthenticated: u32,
+    /// Refuse (503) instead of allowing when the shared backend is unreachable.
+    pub fail_closed: bool,
+}
+
+/// Logs and error reporting.
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    pub log_level: String,
+    pub log_format: LogFormat,
+    pub sentry_dsn: Option<Secret>,
+    pub sentry_environment: Option<String>,
+    pub sentry_traces_sample_rate: f32,
 }
 
 /// Every problem found in the environment, reported together.
@@ -182,11 +238,8 @@ impl<'a> Reader<'a> {
     }
 
     /// A positive number that must fit `T`; a larger one is a problem, never truncated.
-    fn positive<T: TryFrom<u64> + Copy>(&mut self, name: &str, default: T) -> T
-    where
-        u64: From<T>,
-    {
-        let v = self.positive_u64(name, u64::from(default));
+    fn positive<T: TryFrom<u64> + TryInto<u64> + Copy>(&mut self, name: &str, default: T) -> T {
+        let v = self.positive_u64(name, default.try_into().unwrap_or(u64::MAX));
         T::try_from(v).unwrap_or_else(|_| {
             self.problem(name, format!("{v} is too large"));
             default
@@ -203,9 +256,9 @@ impl<'a> Reader<'a> {
     }
 }
 
-impl Config {
+impl Config<GivenKeys> {
     /// Parses the configuration from a snapshot of the environment.
-    pub fn from_env_map(env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+    pub fn from_env_map(env: &HashMap<String, String>) -> Result<Config<GivenKeys>, ConfigError> {
         let mut r = Reader {
             env,
             problems: Vec::new(),
@@ -342,7 +395,7 @@ impl Config {
         }
 
         let max_request_body_size =
-            r.positive_u64("MAX_REQUEST_BODY_SIZE", DEFAULT_BODY_LIMIT as u64) as usize;
+            r.positive::<usize>("MAX_REQUEST_BODY_SIZE", DEFAULT_BODY_LIMIT);
 
         let log_level = r.raw("LOG_LEVEL").unwrap_or("info").to_ascii_lowercase();
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
@@ -377,7 +430,7 @@ impl Config {
         let login_max_failures = r.positive::<u32>("LOGIN_MAX_FAILURES", 5).min(1000);
         let login_lockout = Duration::from_secs(r.positive_u64("LOGIN_LOCKOUT_SECONDS", 900));
 
-        let template_cache_max = r.positive_u64("TEMPLATE_CACHE_MAX_TEMPLATES", 100_000) as usize;
+        let template_cache_max = r.positive::<usize>("TEMPLATE_CACHE_MAX_TEMPLATES", 100_000);
 
         if !r.problems.is_empty() {
             return Err(ConfigError {
@@ -387,50 +440,86 @@ impl Config {
         Ok(Config {
             environment,
             data_dir,
-            database,
-            redis_url,
-            jwt_secret,
-            api_key_salt,
-            jwt_expire_minutes,
-            api_host,
-            api_port,
-            enable_docs,
-            allowed_origins,
-            sentry_dsn,
-            sentry_environment,
-            sentry_traces_sample_rate,
-            rate_limit_per_minute,
-            rate_limit_unauthenticated,
-            rate_limit_fail_closed,
-            ready_require_redis,
-            trusted_proxies,
-            max_request_body_size,
-            log_level,
-            log_format,
-            allow_signup,
-            database_max_connections,
-            database_connect_timeout,
-            database_statement_timeout,
-            redis_timeout,
-            shutdown_grace,
-            login_max_failures,
-            login_lockout,
-            template_cache_max,
+            server: ServerConfig {
+                host: api_host,
+                port: api_port,
+                enable_docs,
+                allowed_origins,
+                trusted_proxies,
+                max_request_body_size,
+                shutdown_grace,
+            },
+            storage: StorageConfig {
+                database,
+                max_connections: database_max_connections,
+                connect_timeout: database_connect_timeout,
+                statement_timeout: database_statement_timeout,
+                template_cache_max,
+            },
+            redis: RedisConfig {
+                url: redis_url,
+                timeout: redis_timeout,
+                ready_require: ready_require_redis,
+            },
+            auth: AuthConfig {
+                keys: GivenKeys {
+                    jwt_secret,
+                    api_key_salt,
+                },
+                jwt_expire_minutes,
+                allow_signup,
+                login_max_failures,
+                login_lockout,
+            },
+            limits: LimitsConfig {
+                per_minute: rate_limit_per_minute,
+                unauthenticated: rate_limit_unauthenticated,
+                fail_closed: rate_limit_fail_closed,
+            },
+            telemetry: TelemetryConfig {
+                log_level,
+                log_format,
+                sentry_dsn,
+                sentry_environment,
+                sentry_traces_sample_rate,
+            },
         })
     }
 
     /// Parses the process environment.
-    pub fn from_process_env() -> Result<Config, ConfigError> {
+    pub fn from_process_env() -> Result<Config<GivenKeys>, ConfigError> {
         let env: HashMap<String, String> = std::env::vars().collect();
         Config::from_env_map(&env)
     }
 
+    /// The same configuration with its keys resolved.
+    pub fn with_keys(self, keys: AuthKeys) -> Config {
+        Config {
+            environment: self.environment,
+            data_dir: self.data_dir,
+            server: self.server,
+            storage: self.storage,
+            redis: self.redis,
+            auth: AuthConfig {
+                keys,
+                jwt_expire_minutes: self.auth.jwt_expire_minutes,
+                allow_signup: self.auth.allow_signup,
+                login_max_failures: self.auth.login_max_failures,
+                login_lockout: self.auth.login_lockout,
+            },
+            limits: self.limits,
+            telemetry: self.telemetry,
+        }
+    }
+}
+
+impl<K> Config<K> {
     pub fn is_production(&self) -> bool {
         self.environment == Environment::Production
     }
 
     pub fn is_embedded(&self) -> bool {
-        matches!(self.database, DatabaseConfig::Sqlite { .. })
+        matches!(self.storage.database, DatabaseConfig::Sqlite { .. })
     }
 }
 
@@ -582,17 +671,17 @@ mod tests {
     #[test]
     fn defaults_are_the_guides() {
         let c = Config::from_env_map(&env(&[])).unwrap();
-        assert_eq!(c.api_port, 8000);
-        assert_eq!(c.api_host.to_string(), "0.0.0.0");
-        assert!(c.enable_docs);
-        assert_eq!(c.rate_limit_per_minute, 1000);
-        assert_eq!(c.rate_limit_unauthenticated, 10);
-        assert_eq!(c.jwt_expire_minutes, 60);
-        assert_eq!(c.max_request_body_size, 1024 * 1024);
+        assert_eq!(c.server.port, 8000);
+        assert_eq!(c.server.host.to_string(), "0.0.0.0");
+        assert!(c.server.enable_docs);
+        assert_eq!(c.limits.per_minute, 1000);
+        assert_eq!(c.limits.unauthenticated, 10);
+        assert_eq!(c.auth.jwt_expire_minutes, 60);
+        assert_eq!(c.server.max_request_body_size, 1024 * 1024);
         assert!(c.is_embedded());
-        assert!(c.redis_url.is_none());
-        assert_eq!(c.log_format, LogFormat::Pretty);
-        assert!(c.allow_signup);
+        assert!(c.redis.url.is_none());
+        assert_eq!(c.telemetry.log_format, LogFormat::Pretty);
+        assert!(c.auth.allow_signup);
     }
 
     #[test]
@@ -703,6 +792,6 @@ mod tests {
         assert_eq!(vars, ["RATE_LIMIT_PER_MINUTE", "DATABASE_MAX_CONNECTIONS"]);
         assert!(e.problems[0].1.contains("too large"));
         let ok = Config::from_env_map(&env(&[("RATE_LIMIT_PER_MINUTE", "4294967295")])).unwrap();
-        assert_eq!(ok.rate_limit_per_minute, u32::MAX);
+        assert_eq!(ok.limits.per_minute, u32::MAX);
     }
 }

@@ -26,7 +26,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::{IpNet, Ipv6Net};
 use sha2::{Digest, Sha256};
 
-use crate::config::Config;
+use crate::config::{LimitsConfig, RedisConfig};
 use crate::error::ApiError;
 use crate::redis_link::{RedisLink, RedisLinkError};
 use crate::telemetry::RATE_LIMIT_HITS;
@@ -237,20 +237,21 @@ enum Backend {
 
 impl RateLimiter {
     /// A limiter on Redis when `redis` is given, else in process.
-    pub fn new(config: &Config, redis: Option<RedisLink>) -> RateLimiter {
-        RateLimiter::with_options(config, redis, RateLimiterOptions::default())
+    pub fn new(limits: &LimitsConfig, redis: &RedisConfig, link: Option<RedisLink>) -> RateLimiter {
+        RateLimiter::with_options(limits, redis, link, RateLimiterOptions::default())
     }
 
     pub fn with_options(
-        config: &Config,
-        redis: Option<RedisLink>,
+        limits: &LimitsConfig,
+        redis: &RedisConfig,
+        link: Option<RedisLink>,
         options: RateLimiterOptions,
     ) -> RateLimiter {
-        let backend = match redis {
+        let backend = match link {
             Some(link) => Backend::Redis(Box::new(RedisBackend {
                 link,
                 script: redis::Script::new(GCRA_LUA),
-                timeout: config.redis_timeout,
+                timeout: redis.timeout,
                 namespace: options.namespace,
                 breaker: Breaker::new(options.breaker),
                 log: LogThrottle::new(LOG_EVERY),
@@ -260,7 +261,7 @@ impl RateLimiter {
         RateLimiter {
             inner: Arc::new(Inner {
                 backend,
-                fail_closed: config.rate_limit_fail_closed,
+                fail_closed: limits.fail_closed,
                 stats: StatCounters::default(),
             }),
         }

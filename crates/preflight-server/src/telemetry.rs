@@ -8,7 +8,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{Config, LogFormat};
+use crate::config::{Environment, LogFormat, TelemetryConfig};
 
 pub const REQUEST_COUNT: &str = "request_count_total";
 pub const REQUEST_LATENCY: &str = "request_latency_seconds";
@@ -57,7 +57,7 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
 }
 
 /// Structured logs on stdout: JSON in production, human-readable otherwise.
-pub fn init_logging(config: &Config) {
+pub fn init_logging(config: &TelemetryConfig) {
     let filter = EnvFilter::try_new(format!(
         "{level},sqlx=warn,hyper=warn,h2=warn,tower=warn,redis=warn",
         level = config.log_level
@@ -88,7 +88,10 @@ pub fn init_logging(config: &Config) {
 }
 
 /// Starts Sentry when `SENTRY_DSN` is set; the guard flushes events on drop.
-pub fn init_sentry(config: &Config) -> Option<sentry::ClientInitGuard> {
+pub fn init_sentry(
+    config: &TelemetryConfig,
+    environment: Environment,
+) -> Option<sentry::ClientInitGuard> {
     let dsn = config.sentry_dsn.as_ref()?;
     let guard = sentry::init((
         dsn.expose(),
@@ -98,7 +101,7 @@ pub fn init_sentry(config: &Config) -> Option<sentry::ClientInitGuard> {
                 config
                     .sentry_environment
                     .clone()
-                    .unwrap_or_else(|| config.environment.as_str().to_string())
+                    .unwrap_or_else(|| environment.as_str().to_string())
                     .into(),
             ),
             traces_sample_rate: config.sentry_traces_sample_rate,

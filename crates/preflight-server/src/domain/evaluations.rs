@@ -10,18 +10,21 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use preflight_engine::{
-    evaluate as engine_evaluate, validate, Decision, DriftObservation, Evaluation,
+    evaluate as engine_evaluate, validate, ChangePoint, Decision, DriftObservation, Evaluation,
     ExtractorMetadata, OutcomeStats, Policy, StructuralFeatures, Template,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::alerts::Alert;
 use super::idempotency::{self, IdempotencyKey};
 use super::templates::LayoutSource;
 use crate::error::{ApiError, FieldError, Problem, Violations};
 use crate::state::AppState;
-use crate::storage::evaluations::{EvaluationFilter, EvaluationRow, EvaluationWrite, WriteOutcome};
+use crate::storage::evaluations::{
+    DecidedEvaluation, EvaluationFilter, EvaluationRow, EvaluationWrite, RenderAnswer, WriteOutcome,
+};
 use crate::storage::StoreError;
 use crate::telemetry::EVALUATION_LATENCY;
 use crate::writer::WriteError;
@@ -69,8 +72,7 @@ pub struct EvaluateResponse {
     #[schema(value_type = Vec<Object>)]
     pub correction_rules: Vec<preflight_engine::CorrectionRule>,
     /// Change points this evaluation confirmed on its template.
-    #[schema(value_type = Vec<Object>)]
-    pub alerts: Vec<serde_json::Value>,
+    pub alerts: Vec<Alert>,
     pub replay_hash: String,
     pub engine_version: String,
     pub layout_fingerprint: String,
@@ -109,9 +111,31 @@ fn tag_checks(v: &mut Violations, prefix: &str, req: &EvaluateRequest) {
 /// A decided document, ready to be committed.
 struct Decided {
     write: EvaluationWrite,
-    /// The answer as decided (the stored row holds the same JSON).
-    answer: serde_json::Value,
     decision: Decision,
+}
+
+/// An answer as decided, waiting for the change points its commit confirms.
+struct DecidedAnswer(EvaluateResponse);
+
+impl RenderAnswer for DecidedAnswer {
+    fn render(
+        &self,
+        change_points: &[ChangePoint],
+    ) -> Result<serde_json::Value, serde_json::Error> {
+        if change_points.is_empty() {
+            return serde_json::to_value(&self.0);
+        }
+        let mut answer = self.0.clone();
+        let version = answer
+            .template_version_id
+            .as_deref()
+            .and_then(|s| Uuid::parse_str(s).ok());
+        answer.alerts = change_points
+            .iter()
+            .map(|cp| Alert::change_point(answer.template_id.as_deref(), version, cp))
+            .collect();
+        serde_json::to_value(&answer)
+    }
 }
 
 /// Validates and decides one document; field errors carry `prefix` (e.g. `documents[3].`).
@@ -175,8 +199,7 @@ async fn decide(
         created_at,
         runner_up: evaluation.runner_up.clone(),
     };
-    let answer = serde_json::to_value(&response).map_err(ApiError::internal)?;
-    let row = EvaluationRow {
+    let decided = DecidedEvaluation {
         id,
         tenant_id,
         created_at,
@@ -192,68 +215,34 @@ async fn decide(
         drift_score: evaluation.drift_score,
         reliability_score: evaluation.reliability_score,
         extractor_confidence: evaluation.extractor_confidence,
-        extractor_vendor: req.extractor_metadata.vendor.clone(),
-        extractor_model: req.extractor_metadata.model.clone(),
-        correlation_id: req.client_correlation_id.clone(),
-        pipeline_id: req.pipeline_id.clone(),
-        client_doc_hash: req.client_doc_hash.clone(),
+        extractor_vendor: req.extractor_metadata.vendor,
+        extractor_model: req.extractor_metadata.model,
+        correlation_id: req.client_correlation_id,
+        pipeline_id: req.pipeline_id,
+        client_doc_hash: req.client_doc_hash,
         layout_fingerprint: evaluation.layout_fingerprint.clone(),
         replay_hash: evaluation.replay_hash.clone(),
         engine_version: evaluation.engine_version.clone(),
         // The request as received (already parsed once): metadata only, re-serialized by
         // nobody but the database driver.
         request: sqlx::types::Json(request_json),
-        response: sqlx::types::Json(answer.clone()),
-        feedback_outcome: None,
-        feedback: None,
-        feedback_at: None,
     };
     Ok(Decided {
         write: EvaluationWrite {
             observation: DriftObservation::from_evaluation(&evaluation),
-            row,
+            evaluation: decided,
+            answer: Box::new(DecidedAnswer(response)),
             idempotency: None,
         },
-        answer,
         decision: evaluation.decision,
     })
 }
 
-/// What was decided, kept while the row itself goes to the writer.
-struct Pending {
-    answer: serde_json::Value,
-    decision: Decision,
-    template_id: Option<String>,
-    template_version_id: Option<Uuid>,
-}
-
-impl Decided {
-    /// Splits into the write (moved to the writer) and what the answer needs afterwards.
-    fn split(self) -> (EvaluationWrite, Pending) {
-        let pending = Pending {
-            answer: self.answer,
-            decision: self.decision,
-            template_id: self.write.row.template_id.clone(),
-            template_version_id: self.write.row.template_version_id,
-        };
-        (self.write, pending)
-    }
-}
-
-impl Pending {
-    /// The committed answer: as decided, plus the alerts its commit raised.
-    fn committed(self, outcome: &WriteOutcome) -> serde_json::Value {
-        match outcome {
-            WriteOutcome::Stored { change_points } if !change_points.is_empty() => {
-                crate::storage::evaluations::with_alerts(
-                    self.answer,
-                    self.template_id.as_deref(),
-                    self.template_version_id,
-                    change_points,
-                )
-            }
-            _ => self.answer,
-        }
+/// The committed answer of a stored write.
+fn committed(outcome: WriteOutcome) -> Option<serde_json::Value> {
+    match outcome {
+        WriteOutcome::Stored { answer } => Some(answer),
+        WriteOutcome::Duplicate => None,
     }
 }
 
@@ -291,11 +280,11 @@ pub async fn evaluate_one(
 ) -> Result<Answer, ApiError> {
     let started = Instant::now();
     let req = parse_request(&value, "")?;
-    let (mut write, pending) = decide(state, tenant_id, req, value, "").await?.split();
-    write.idempotency = key
-        .as_ref()
-        .map(|k| k.record(200, &pending.answer))
-        .transpose()?;
+    let Decided {
+        mut write,
+        decision,
+    } = decide(state, tenant_id, req, value, "").await?;
+    write.idempotency = key.as_ref().map(|k| k.claim(200));
     let outcome = state
         .writer()
         .write_all(vec![write])
@@ -303,14 +292,20 @@ pub async fn evaluate_one(
         .pop()
         .expect("one result per write")
         .map_err(write_error)?;
-    if let (WriteOutcome::Duplicate, Some(k)) = (&outcome, &key) {
-        // A concurrent retry with the same key won; answer what it stored.
-        if let Some(replay) = idempotency::lookup(state, k).await? {
-            return Ok(Answer::Replayed(replay));
+    match (committed(outcome), &key) {
+        (Some(answer), _) => {
+            count(state, decision, started);
+            Ok(Answer::Committed(answer))
         }
+        // A concurrent retry with the same key won; answer what it stored.
+        (None, Some(k)) => match idempotency::lookup(state, k).await? {
+            Some(replay) => Ok(Answer::Replayed(replay)),
+            None => Err(StoreError::IdempotencyKeyTaken.into()),
+        },
+        (None, None) => Err(ApiError::internal(anyhow::anyhow!(
+            "an evaluation without a key was a duplicate"
+        ))),
     }
-    count(state, pending.decision, started);
-    Ok(Answer::Committed(pending.committed(&outcome)))
 }
 
 /// One document's result in a batch.
@@ -390,33 +385,32 @@ pub async fn evaluate_batch(
             Err(e) => Err(e),
         };
         match decided {
-            Ok(d) => {
-                let (mut w, p) = d.split();
-                w.idempotency = key
-                    .as_ref()
-                    .map(|k| k.item(i).record(200, &p.answer))
-                    .transpose()?;
+            Ok(Decided {
+                write: mut w,
+                decision,
+            }) => {
+                w.idempotency = key.as_ref().map(|k| k.item(i).claim(200));
                 writes.push(w);
-                pending.push((i, p));
+                pending.push((i, decision));
             }
             Err(e @ ApiError::Validation(_)) => results[i] = Some(BatchItem::failed(i, &e)),
             Err(e) => return Err(e),
         }
     }
     let outcomes = state.writer().write_all(writes).await;
-    for ((i, p), outcome) in pending.into_iter().zip(outcomes) {
-        results[i] = Some(match outcome {
+    for ((i, decision), outcome) in pending.into_iter().zip(outcomes) {
+        results[i] = Some(match outcome.map(committed) {
+            Ok(Some(answer)) => {
+                count(state, decision, started);
+                BatchItem::stored(i, answer)
+            }
             // A concurrent retry stored this item first: answer what it stored.
-            Ok(WriteOutcome::Duplicate) => {
+            Ok(None) => {
                 let item = key.as_ref().expect("duplicates need a key").item(i);
                 match idempotency::lookup(state, &item).await? {
                     Some(replay) => BatchItem::stored(i, replay.body),
                     None => BatchItem::failed(i, &StoreError::IdempotencyKeyTaken.into()),
                 }
-            }
-            Ok(o) => {
-                count(state, p.decision, started);
-                BatchItem::stored(i, p.committed(&o))
             }
             Err(e) => BatchItem::failed(i, &write_error(e)),
         });
@@ -465,6 +459,7 @@ pub async fn layout_of(
     let evaluation = get(state, tenant_id, id).await?;
     // The stored request is the metadata-only input the evaluation decided on.
     let features: StructuralFeatures = evaluation
+        .decided
         .request
         .0
         .get("structural_features")
@@ -473,7 +468,7 @@ pub async fn layout_of(
         .and_then(|f| serde_json::from_value(f).map_err(ApiError::internal))?;
     Ok(LayoutSource::Evaluation {
         id,
-        decision: evaluation.decision,
+        decision: evaluation.decided.decision,
         features,
     })
 }
@@ -575,13 +570,16 @@ pub async fn record_feedback(
             .as_deref()
             .and_then(FeedbackOutcome::parse);
         let changed = previous != Some(outcome);
-        let template = match (changed, eval.template_version_id) {
+        let template = match (changed, eval.decided.template_version_id) {
             (true, Some(tv)) => state.store().get_template(tenant_id, tv).await?,
             _ => None,
         };
         let updated_template = template.map(|mut t| {
             let expected = t.revision;
-            let key = Template::outcome_key(&eval.extractor_vendor, &eval.extractor_model);
+            let key = Template::outcome_key(
+                &eval.decided.extractor_vendor,
+                &eval.decided.extractor_model,
+            );
             move_outcome(t.outcome_stats.0.entry(key).or_default(), previous, outcome);
             (t, expected)
         });
@@ -664,6 +662,42 @@ mod tests {
     }
 
     #[test]
+    fn the_tag_fields_are_the_members_serde_reads_beside_the_engine_inputs() {
+        let (features, extractor) = (
+            crate::storage::tests::exemplar(),
+            ExtractorMetadata {
+                vendor: "aws".into(),
+                model: "textract".into(),
+                version: "1".into(),
+                confidence: 0.9,
+                latency_ms: 10.0,
+                cost_usd: None,
+            },
+        );
+        let tag = Some("t".to_string());
+        let req = EvaluateRequest {
+            structural_features: features,
+            extractor_metadata: extractor,
+            layout_fingerprint: tag.clone(),
+            client_doc_hash: tag.clone(),
+            client_correlation_id: tag.clone(),
+            pipeline_id: tag,
+        };
+        let value = serde_json::to_value(&req).unwrap();
+        let mut written: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut declared = vec!["structural_features", "extractor_metadata"];
+        declared.extend(EvaluateRequest::TAG_FIELDS);
+        written.sort_unstable();
+        declared.sort_unstable();
+        assert_eq!(written, declared);
+    }
+
+    #[test]
     fn every_shape_problem_is_reported_with_its_path() {
         let body = serde_json::json!({
             "structural_features": {"element_count": "many", "bounding_boxes": [{"x": 1}]},
@@ -716,9 +750,9 @@ impl From<EvaluationRow> for EvaluationView {
     fn from(r: EvaluationRow) -> Self {
         EvaluationView {
             response: r.response.0,
-            extractor_vendor: r.extractor_vendor,
-            extractor_model: r.extractor_model,
-            client_doc_hash: r.client_doc_hash,
+            extractor_vendor: r.decided.extractor_vendor,
+            extractor_model: r.decided.extractor_model,
+            client_doc_hash: r.decided.client_doc_hash,
             feedback: r.feedback_outcome.map(|o| {
                 serde_json::json!({"outcome": o, "details": r.feedback.map(|f| f.0), "at": r.feedback_at})
             }),
@@ -726,87 +760,21 @@ impl From<EvaluationRow> for EvaluationView {
     }
 }
 
-/// JSON type a field must have.
-#[derive(Clone, Copy)]
-enum Kind {
-    Integer,
-    Number,
-    Bool,
-    String,
-    Array,
+impl EvaluateRequest {
+    /// The optional string members beside the engine's two input objects.
+    const TAG_FIELDS: [&'static str; 4] = [
+        "layout_fingerprint",
+        "client_doc_hash",
+        "client_correlation_id",
+        "pipeline_id",
+    ];
 }
 
-impl Kind {
-    fn matches(self, v: &serde_json::Value) -> bool {
-        match self {
-            Kind::Integer => v.as_i64().is_some(),
-            Kind::Number => v.is_number(),
-            Kind::Bool => v.is_boolean(),
-            Kind::String => v.is_string(),
-            Kind::Array => v.is_array(),
-        }
-    }
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Integer => "a whole number",
-            Kind::Number => "a number",
-            Kind::Bool => "true or false",
-            Kind::String => "a string",
-            Kind::Array => "an array",
-        }
-    }
-}
-
-const FEATURE_FIELDS: [(&str, Kind); 11] = [
-    ("element_count", Kind::Integer),
-    ("table_count", Kind::Integer),
-    ("text_block_count", Kind::Integer),
-    ("image_count", Kind::Integer),
-    ("page_count", Kind::Integer),
-    ("text_density", Kind::Number),
-    ("layout_complexity", Kind::Number),
-    ("column_count", Kind::Integer),
-    ("has_header", Kind::Bool),
-    ("has_footer", Kind::Bool),
-    ("bounding_boxes", Kind::Array),
-];
-const BOX_FIELDS: [(&str, Kind); 7] = [
-    ("x", Kind::Number),
-    ("y", Kind::Number),
-    ("width", Kind::Number),
-    ("height", Kind::Number),
-    ("element_type", Kind::String),
-    ("confidence", Kind::Number),
-    ("reading_order", Kind::Integer),
-];
-const EXTRACTOR_FIELDS: [(&str, Kind); 5] = [
-    ("vendor", Kind::String),
-    ("model", Kind::String),
-    ("version", Kind::String),
-    ("confidence", Kind::Number),
-    ("latency_ms", Kind::Number),
-];
 /// Shape problems reported per request at most, so a broken client gets a readable answer.
 const MAX_SHAPE_ERRORS: usize = 100;
 
-fn check_fields(
-    v: &mut Violations,
-    obj: &serde_json::Map<String, serde_json::Value>,
-    path: &str,
-    fields: &[(&str, Kind)],
-) {
-    for (name, kind) in fields {
-        match obj.get(*name) {
-            None | Some(serde_json::Value::Null) => v.add(format!("{path}.{name}"), "is required"),
-            Some(value) if !kind.matches(value) => {
-                v.add(format!("{path}.{name}"), format!("must be {}", kind.name()))
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Every shape problem of an evaluate request at once (serde alone stops at the first).
+/// Every shape problem of an evaluate request at once (serde alone stops at the first):
+/// the engine checks its input types, this the request's own members.
 pub fn shape_violations(value: &serde_json::Value, prefix: &str) -> Result<(), ApiError> {
     let mut v = Violations::default();
     let Some(root) = value.as_object() else {
@@ -820,46 +788,10 @@ pub fn shape_violations(value: &serde_json::Value, prefix: &str) -> Result<(), A
         );
         return v.into_result();
     };
-    match root.get("structural_features") {
-        Some(serde_json::Value::Object(f)) => {
-            let path = format!("{prefix}structural_features");
-            check_fields(&mut v, f, &path, &FEATURE_FIELDS);
-            if let Some(serde_json::Value::Array(boxes)) = f.get("bounding_boxes") {
-                for (i, b) in boxes.iter().enumerate() {
-                    let bpath = format!("{path}.bounding_boxes[{i}]");
-                    match b.as_object() {
-                        Some(b) => {
-                            check_fields(&mut v, b, &bpath, &BOX_FIELDS);
-                            if let Some(p) = b.get("page") {
-                                if !p.is_null() && p.as_i64().is_none() {
-                                    v.add(format!("{bpath}.page"), "must be a whole number");
-                                }
-                            }
-                        }
-                        None => v.add(bpath, "must be an object"),
-                    }
-                }
-            }
-        }
-        Some(_) => v.add(format!("{prefix}structural_features"), "must be an object"),
-        None => v.add(format!("{prefix}structural_features"), "is required"),
+    for e in preflight_engine::input_shape_problems(root, prefix).into_vec() {
+        v.add(e.field, e.message);
     }
-    match root.get("extractor_metadata") {
-        Some(serde_json::Value::Object(e)) => check_fields(
-            &mut v,
-            e,
-            &format!("{prefix}extractor_metadata"),
-            &EXTRACTOR_FIELDS,
-        ),
-        Some(_) => v.add(format!("{prefix}extractor_metadata"), "must be an object"),
-        None => v.add(format!("{prefix}extractor_metadata"), "is required"),
-    }
-    for name in [
-        "layout_fingerprint",
-        "client_doc_hash",
-        "client_correlation_id",
-        "pipeline_id",
-    ] {
+    for name in EvaluateRequest::TAG_FIELDS {
         if let Some(x) = root.get(name) {
             if !x.is_null() && !x.is_string() {
                 v.add(format!("{prefix}{name}"), "must be a string");

@@ -79,15 +79,24 @@ impl IdempotencyKey {
         status: u16,
         answer: &impl Serialize,
     ) -> Result<IdempotencyRecord, ApiError> {
-        Ok(IdempotencyRecord {
+        let mut record = self.claim(status);
+        record.response =
+            sqlx::types::Json(serde_json::to_value(answer).map_err(ApiError::internal)?);
+        Ok(record)
+    }
+
+    /// The record for a write whose commit renders the answer and stores it with the key
+    /// (an evaluation: its alerts are known only in its commit). Its answer is empty until then.
+    pub fn claim(&self, status: u16) -> IdempotencyRecord {
+        IdempotencyRecord {
             tenant_id: self.tenant_id,
             key: self.key.clone(),
             route: self.route.clone(),
             request_hash: self.request_hash.clone(),
             status: i32::from(status),
-            response: sqlx::types::Json(serde_json::to_value(answer).map_err(ApiError::internal)?),
+            response: sqlx::types::Json(serde_json::Value::Null),
             created_at: Utc::now(),
-        })
+        }
     }
 
     /// A derived key for item `i` of a batch (each item is stored on its own).

@@ -253,8 +253,8 @@ pub fn login(state: &AppState) -> Login<'_> {
         passwords: state.passwords(),
         throttle: state.login_throttle(),
         policy: LoginPolicy {
-            max_failures: config.login_max_failures,
-            lockout: config.login_lockout,
+            max_failures: config.auth.login_max_failures,
+            lockout: config.auth.login_lockout,
         },
     }
 }
@@ -383,7 +383,7 @@ mod tests {
             format!("sqlite://{}", dir.join("t.db").display()),
         )]);
         let config = crate::config::Config::from_env_map(&env).unwrap();
-        let store = crate::storage::open(&config).await.unwrap();
+        let store = crate::storage::open(&config.storage).await.unwrap();
         store.migrate().await.unwrap();
         let passwords = PasswordHasherPool::new();
         let by = Acting {

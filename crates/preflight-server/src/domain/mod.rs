@@ -7,6 +7,7 @@
 //! the operator CLI call these functions; new features (alerts, analytics, review) get a
 //! module here.
 
+pub mod alerts;
 pub mod audit;
 pub mod drift;
 pub mod evaluations;

@@ -159,7 +159,7 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-    let ip = client_ip(peer, req.headers(), &state.config().trusted_proxies);
+    let ip = client_ip(peer, req.headers(), &state.config().server.trusted_proxies);
     req.extensions_mut().insert(ClientIp(ip));
 
     let auth = authenticate(&state, req.headers(), ip).await;
@@ -170,11 +170,11 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
                 Actor::User { id, .. } => format!("user:{id}"),
             }),
             p.rate_limit_per_minute
-                .unwrap_or(state.config().rate_limit_per_minute),
+                .unwrap_or(state.config().limits.per_minute),
         ),
         // No or bad credentials: the client IP pays, so bad keys can neither use a valid
         // key's budget nor escape a limit.
-        _ => (Subject::Ip(ip), state.config().rate_limit_unauthenticated),
+        _ => (Subject::Ip(ip), state.config().limits.unauthenticated),
     };
     let quota = match state.limiter().check(&subject, limit).await {
         LimitDecision::Allowed(q) => Some(q),

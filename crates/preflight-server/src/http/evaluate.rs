@@ -173,7 +173,7 @@ pub async fn list(
         limit,
     };
     let rows = evaluations::list(&state, tenant_id, &filter).await?;
-    let next_cursor = next_cursor(&rows, limit, |r| r.id);
+    let next_cursor = next_cursor(&rows, limit, |r| r.decided.id);
     Ok(Json(EvaluationPage {
         items: rows.into_iter().map(EvaluationView::from).collect(),
         next_cursor,

@@ -109,7 +109,7 @@ pub async fn signup(
     RequestId(request_id): RequestId,
     ApiJson(body): ApiJson<SignupRequest>,
 ) -> Result<(StatusCode, Json<SignupResponse>), ApiError> {
-    if !state.config().allow_signup {
+    if !state.config().auth.allow_signup {
         return Err(ApiError::Forbidden(
             "signup is disabled on this server".into(),
         ));

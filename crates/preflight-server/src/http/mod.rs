@@ -63,7 +63,7 @@ pub fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
 
 /// Builds the full application router for a given state.
 pub fn router(state: AppState) -> Router {
-    let config = state.config().clone();
+    let config = state.config().server.clone();
 
     let (probes, v1) = routes();
     // Everything under /v1 is authenticated (or IP-limited when anonymous) by one layer.

@@ -104,7 +104,7 @@ pub async fn check_redis(state: &AppState) -> ServiceHealth {
         (status = 503, description = "A required dependency is down", body = ReadyResponse)))]
 pub async fn ready(State(state): State<AppState>) -> Response {
     let (database, redis) = tokio::join!(check_database(&state), check_redis(&state));
-    let require_redis = state.config().ready_require_redis;
+    let require_redis = state.config().redis.ready_require;
     let (status_code, status) = if !database.healthy || (!redis.healthy && require_redis) {
         (StatusCode::SERVICE_UNAVAILABLE, "not_ready")
     } else if !redis.healthy {

@@ -75,7 +75,7 @@ pub async fn status(
             tenants,
             templates,
             approx_bytes,
-            max_templates: state.config().template_cache_max,
+            max_templates: state.config().storage.template_cache_max,
         },
         evaluations_since_start: state.evaluation_counts().into_iter().collect(),
     }))

@@ -11,7 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 use super::sql::Db;
 use super::StoreError;
-use crate::config::Config;
+use crate::config::StorageConfig;
 
 /// Each backend keeps its own versioned migrations: the schemas differ in column types.
 static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -83,17 +83,17 @@ impl Backend {
 
 /// A lazy PostgreSQL pool, so the process can start (and report not-ready) while the
 /// database is still coming up.
-pub fn connect_postgres(url: &str, config: &Config) -> Result<Db, StoreError> {
-    let statement_timeout = format!("{}ms", config.database_statement_timeout.as_millis());
+pub fn connect_postgres(url: &str, config: &StorageConfig) -> Result<Db, StoreError> {
+    let statement_timeout = format!("{}ms", config.statement_timeout.as_millis());
     let options = PgConnectOptions::from_str(url)
         .map_err(|e| StoreError::Other(format!("invalid DATABASE_URL: {e}")))?
         .application_name("preflight")
         // A hung query must not hold a request (or a pool slot) forever.
         .options([("statement_timeout", statement_timeout.as_str())]);
     let pool = PgPoolOptions::new()
-        .max_connections(config.database_max_connections)
+        .max_connections(config.max_connections)
         .min_connections(0)
-        .acquire_timeout(config.database_connect_timeout)
+        .acquire_timeout(config.connect_timeout)
         .idle_timeout(Duration::from_secs(300))
         .test_before_acquire(true)
         .connect_lazy_with(options);
@@ -101,7 +101,7 @@ pub fn connect_postgres(url: &str, config: &Config) -> Result<Db, StoreError> {
 }
 
 /// Opens (creating if needed) the SQLite database file and its directory.
-pub async fn connect_sqlite(path: &Path, config: &Config) -> Result<Db, StoreError> {
+pub async fn connect_sqlite(path: &Path, config: &StorageConfig) -> Result<Db, StoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::Other(format!(
@@ -117,10 +117,10 @@ pub async fn connect_sqlite(path: &Path, config: &Config) -> Result<Db, StoreErr
         // FULL: an acknowledged write survives a power cut, not only a process crash.
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
-        .busy_timeout(config.database_statement_timeout);
+        .busy_timeout(config.statement_timeout);
     let pool = SqlitePoolOptions::new()
-        .max_connections(config.database_max_connections.clamp(1, 8))
-        .acquire_timeout(config.database_connect_timeout)
+        .max_connections(config.max_connections.clamp(1, 8))
+        .acquire_timeout(config.connect_timeout)
         .idle_timeout(Duration::from_secs(300))
         .connect_with(options)
         .await?;

@@ -23,8 +23,10 @@ use super::sql::{Arg, Query};
 use super::templates::bump_revision;
 use super::{SqlStore, StoreError};
 
+/// An evaluation as decided, before its commit: every stored column but the answer (rendered
+/// by the commit, see [`RenderAnswer`]) and the feedback (which comes later).
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct EvaluationRow {
+pub struct DecidedEvaluation {
     pub id: Uuid,
     pub tenant_id: Uuid,
     pub created_at: DateTime<Utc>,
@@ -45,7 +47,16 @@ pub struct EvaluationRow {
     pub layout_fingerprint: String,
     pub replay_hash: String,
     pub engine_version: String,
+    /// The request as received: layout metadata only.
     pub request: Json<serde_json::Value>,
+}
+
+/// A stored evaluation: as decided, its answer, and the feedback on it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EvaluationRow {
+    #[sqlx(flatten)]
+    pub decided: DecidedEvaluation,
+    /// The answer exactly as it was sent.
     pub response: Json<serde_json::Value>,
     pub feedback_outcome: Option<String>,
     pub feedback: Option<Json<serde_json::Value>>,
@@ -65,19 +76,28 @@ pub struct ChangePointRow {
     pub occurred_at: DateTime<Utc>,
 }
 
+/// Builds an evaluation's answer once its commit knows which change points it confirmed:
+/// the detector runs inside the commit, under the template's row lock, so the answer is
+/// rendered there, once, and stored and sent as rendered.
+pub trait RenderAnswer: Send + Sync {
+    fn render(&self, change_points: &[ChangePoint])
+        -> Result<serde_json::Value, serde_json::Error>;
+}
+
 /// One evaluation to commit, with what it does to its template's detector.
-#[derive(Debug, Clone)]
 pub struct EvaluationWrite {
-    pub row: EvaluationRow,
+    pub evaluation: DecidedEvaluation,
+    pub answer: Box<dyn RenderAnswer>,
     pub observation: Option<DriftObservation>,
+    /// Claimed first; the commit stores the rendered answer with it (whatever answer the
+    /// record holds is replaced).
     pub idempotency: Option<IdempotencyRecord>,
 }
 
 #[derive(Debug, Clone)]
 pub enum WriteOutcome {
-    Stored {
-        change_points: Vec<ChangePoint>,
-    },
+    /// Committed; the answer as stored.
+    Stored { answer: serde_json::Value },
     /// The idempotency key was already used; nothing was stored for this item.
     Duplicate,
 }
@@ -154,59 +174,23 @@ pub trait EvaluationStore: Send + Sync {
     ) -> Result<Vec<ChangePointRow>, StoreError>;
 }
 
-/// The wire name of a detector series.
-pub fn series_name(series: preflight_engine::DriftSeries) -> &'static str {
-    match series {
-        preflight_engine::DriftSeries::Similarity => "similarity",
-        preflight_engine::DriftSeries::Drift => "drift",
-        preflight_engine::DriftSeries::ExtractorConfidence => "extractor_confidence",
-    }
-}
-
-/// The answer of an evaluation with the change points it triggered as `alerts`.
-pub fn with_alerts(
-    mut response: serde_json::Value,
-    template_id: Option<&str>,
-    template_version_id: Option<Uuid>,
-    change_points: &[ChangePoint],
-) -> serde_json::Value {
-    let alerts: Vec<serde_json::Value> = change_points
-        .iter()
-        .map(|cp| {
-            serde_json::json!({
-                "type": "TEMPLATE_CHANGE_POINT",
-                "template_id": template_id,
-                "template_version_id": template_version_id,
-                "series": series_name(cp.series),
-                "observation": cp.observation,
-                "detected_at_observation": cp.detected_at,
-                "baseline_mean": cp.baseline_mean,
-                "recent_mean": cp.recent_mean,
-                "message": format!(
-                    "this template's {} changed around its evaluation {}",
-                    series_name(cp.series).replace('_', " "),
-                    cp.observation
-                ),
-            })
-        })
-        .collect();
-    if let Some(obj) = response.as_object_mut() {
-        obj.insert("alerts".into(), serde_json::Value::Array(alerts));
-    }
-    response
-}
-
 /// Rows per multi-row INSERT: 25 parameters a row stays far below both backends' limits.
 pub const INSERT_CHUNK: usize = 64;
 
-const EVALUATION_COLUMNS: &str = "id, tenant_id, created_at, decision, match_confidence, \
+/// The columns of a [`DecidedEvaluation`], then its answer: what a commit inserts.
+const INSERT_COLUMNS: &str = "id, tenant_id, created_at, decision, match_confidence, \
      template_id, template_version_id, template_version, similarity, drift_score, \
      reliability_score, extractor_confidence, extractor_vendor, extractor_model, \
      correlation_id, pipeline_id, client_doc_hash, layout_fingerprint, replay_hash, \
-     engine_version, request, response, feedback_outcome, feedback, feedback_at";
+     engine_version, request, response";
 
-/// The values of one evaluation row in [`EVALUATION_COLUMNS`] order, with its answer.
-fn evaluation_values(e: &EvaluationRow, response: &Json<serde_json::Value>) -> Vec<Arg> {
+/// The columns of an [`EvaluationRow`].
+fn evaluation_columns() -> String {
+    format!("{INSERT_COLUMNS}, feedback_outcome, feedback, feedback_at")
+}
+
+/// The values of one evaluation in [`INSERT_COLUMNS`] order.
+fn evaluation_values(e: &DecidedEvaluation, response: &serde_json::Value) -> Vec<Arg> {
     vec![
         e.id.into(),
         e.tenant_id.into(),
@@ -230,9 +214,6 @@ fn evaluation_values(e: &EvaluationRow, response: &Json<serde_json::Value>) -> V
         (&e.engine_version).into(),
         Arg::json(&e.request),
         Arg::json(response),
-        e.feedback_outcome.as_deref().into(),
-        Arg::opt_json(e.feedback.as_ref()),
-        e.feedback_at.into(),
     ]
 }
 
@@ -253,10 +234,11 @@ impl EvaluationStore for SqlStore {
         // 2. Feed each template's detector in arrival order, under a row lock.
         let mut per_template: BTreeMap<(Uuid, Uuid), Vec<usize>> = BTreeMap::new();
         for (i, w) in batch.iter().enumerate() {
-            if let (true, Some(_), Some(tv)) = (stored[i], w.observation, w.row.template_version_id)
+            if let (true, Some(_), Some(tv)) =
+                (stored[i], w.observation, w.evaluation.template_version_id)
             {
                 per_template
-                    .entry((w.row.tenant_id, tv))
+                    .entry((w.evaluation.tenant_id, tv))
                     .or_default()
                     .push(i);
             }
@@ -293,13 +275,13 @@ impl EvaluationStore for SqlStore {
                             )
                             .bind(tenant_id)
                             .bind(tv)
-                            .bind(w.row.id)
-                            .bind(series_name(cp.series))
+                            .bind(w.evaluation.id)
+                            .bind(cp.series.as_str())
                             .bind(cp.observation as i64)
                             .bind(cp.detected_at as i64)
                             .bind(cp.baseline_mean)
                             .bind(cp.recent_mean)
-                            .bind(w.row.created_at),
+                            .bind(w.evaluation.created_at),
                         )
                         .await?;
                         change_points[i].push(cp);
@@ -326,42 +308,38 @@ impl EvaluationStore for SqlStore {
                 tx.execute(write).await?;
             }
         }
-        // 3. The rows, with the alerts the detector raised in their answer, in
-        // multi-row inserts.
-        // Only answers that gained alerts are rebuilt; the others are stored as decided.
-        let patched: Vec<Option<Json<serde_json::Value>>> = batch
+        // 3. Each stored item's answer, rendered once now that its change points are
+        // known, then the rows in multi-row inserts and the answers with their keys.
+        let mut answers: Vec<Option<serde_json::Value>> = Vec::with_capacity(batch.len());
+        for (i, w) in batch.iter().enumerate() {
+            answers.push(if stored[i] {
+                let answer = w
+                    .answer
+                    .render(&change_points[i])
+                    .map_err(|e| StoreError::Other(format!("answer not rendered: {e}")))?;
+                Some(answer)
+            } else {
+                None
+            });
+        }
+        let rows: Vec<(&EvaluationWrite, &serde_json::Value)> = batch
             .iter()
-            .enumerate()
-            .map(|(i, w)| {
-                (stored[i] && !change_points[i].is_empty()).then(|| {
-                    Json(with_alerts(
-                        w.row.response.0.clone(),
-                        w.row.template_id.as_deref(),
-                        w.row.template_version_id,
-                        &change_points[i],
-                    ))
-                })
-            })
-            .collect();
-        let rows: Vec<(usize, &Json<serde_json::Value>)> = batch
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| stored[*i])
-            .map(|(i, w)| (i, patched[i].as_ref().unwrap_or(&w.row.response)))
+            .zip(&answers)
+            .filter_map(|(w, a)| Some((w, a.as_ref()?)))
             .collect();
         for chunk in rows.chunks(INSERT_CHUNK) {
             let insert = Query::new(format!(
-                "INSERT INTO evaluations ({EVALUATION_COLUMNS}) VALUES "
+                "INSERT INTO evaluations ({INSERT_COLUMNS}) VALUES "
             ))
             .push_tuples(
                 chunk
                     .iter()
-                    .map(|(i, response)| evaluation_values(&batch[*i].row, response)),
+                    .map(|(w, answer)| evaluation_values(&w.evaluation, answer)),
             );
             tx.execute(insert).await?;
         }
-        for (i, response) in &rows {
-            if let Some(r) = &batch[*i].idempotency {
+        for (w, answer) in &rows {
+            if let Some(r) = &w.idempotency {
                 tx.execute(
                     Query::new(
                         "UPDATE idempotency_keys SET response = $3 \
@@ -369,21 +347,17 @@ impl EvaluationStore for SqlStore {
                     )
                     .bind(r.tenant_id)
                     .bind(&r.key)
-                    .bind(Arg::json(response)),
+                    .bind(Arg::json(answer)),
                 )
                 .await?;
             }
         }
         tx.commit().await?;
-        Ok(stored
+        Ok(answers
             .into_iter()
-            .zip(change_points)
-            .map(|(s, cps)| {
-                if s {
-                    WriteOutcome::Stored { change_points: cps }
-                } else {
-                    WriteOutcome::Duplicate
-                }
+            .map(|a| match a {
+                Some(answer) => WriteOutcome::Stored { answer },
+                None => WriteOutcome::Duplicate,
             })
             .collect())
     }
@@ -396,7 +370,8 @@ impl EvaluationStore for SqlStore {
         self.db
             .fetch_optional(
                 Query::new(format!(
-                    "SELECT {EVALUATION_COLUMNS} FROM evaluations WHERE tenant_id = $1 AND id = $2"
+                    "SELECT {} FROM evaluations WHERE tenant_id = $1 AND id = $2",
+                    evaluation_columns()
                 ))
                 .bind(tenant_id)
                 .bind(id),
@@ -412,13 +387,14 @@ impl EvaluationStore for SqlStore {
         self.db
             .fetch_all(
                 Query::new(format!(
-                    "SELECT {EVALUATION_COLUMNS} FROM evaluations WHERE tenant_id = $1 \
+                    "SELECT {} FROM evaluations WHERE tenant_id = $1 \
                      AND ($2 IS NULL OR decision = $2) AND ($3 IS NULL OR template_id = $3) \
                      AND ($4 IS NULL OR correlation_id = $4) AND ($5 IS NULL OR pipeline_id = $5) \
                      AND ($6 IS NULL OR reliability_score >= $6) \
                      AND ($7 IS NULL OR drift_score <= $7) \
                      AND ($8 IS NULL OR created_at >= $8) AND ($9 IS NULL OR created_at < $9) \
-                     AND ($10 IS NULL OR id < $10) ORDER BY id DESC LIMIT $11"
+                     AND ($10 IS NULL OR id < $10) ORDER BY id DESC LIMIT $11",
+                    evaluation_columns()
                 ))
                 .bind(tenant_id)
                 .bind(f.decision.as_deref())

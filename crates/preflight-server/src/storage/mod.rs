@@ -27,7 +27,7 @@ pub use idempotency::IdempotencyStore;
 pub use identity::IdentityStore;
 pub use templates::TemplateStore;
 
-use crate::config::{Config, DatabaseConfig};
+use crate::config::{DatabaseConfig, StorageConfig};
 use sql::{Db, Query};
 
 #[derive(Debug, thiserror::Error)]
@@ -110,7 +110,7 @@ pub trait Store:
 
 /// Opens the configured backend. PostgreSQL connects lazily so the process can start (and
 /// report not-ready) while the database is still coming up.
-pub async fn open(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+pub async fn open(config: &StorageConfig) -> Result<Arc<dyn Store>, StoreError> {
     let db = match &config.database {
         DatabaseConfig::Sqlite { path } => backend::connect_sqlite(path, config).await?,
         DatabaseConfig::Postgres { url } => backend::connect_postgres(url, config)?,

@@ -42,7 +42,6 @@ pub enum Arg {
     Time(DateTime<Utc>),
     OptTime(Option<DateTime<Utc>>),
     Json(Json<Box<RawValue>>),
-    OptJson(Option<Json<Box<RawValue>>>),
     /// A value that could not be serialized; running the query reports it.
     Invalid(String),
 }
@@ -53,15 +52,6 @@ impl Arg {
         match serde_json::value::to_raw_value(value) {
             Ok(raw) => Arg::Json(Json(raw)),
             Err(e) => Arg::Invalid(e.to_string()),
-        }
-    }
-
-    /// A JSON document or SQL `NULL` (not JSON `null`).
-    pub fn opt_json<T: Serialize + ?Sized>(value: Option<&T>) -> Arg {
-        match value.map(Arg::json) {
-            None => Arg::OptJson(None),
-            Some(Arg::Json(j)) => Arg::OptJson(Some(j)),
-            Some(other) => other,
         }
     }
 }
@@ -309,7 +299,6 @@ where
             Arg::Time(v) => out.add(*v),
             Arg::OptTime(v) => out.add(*v),
             Arg::Json(v) => out.add(v),
-            Arg::OptJson(v) => out.add(v.as_ref()),
             Arg::Invalid(e) => return Err(sqlx::Error::Encode(e.clone().into())),
         };
         added.map_err(sqlx::Error::Encode)?;
@@ -548,17 +537,5 @@ mod tests {
             .push(")");
         assert_eq!(q.sql(), "SELECT 1 WHERE x = $1 AND y IN ($2, $3)");
         assert!(check_placeholders(q.sql(), q.args.len()).is_ok());
-    }
-
-    #[test]
-    fn optional_json_binds_sql_null_not_json_null() {
-        assert!(matches!(
-            Arg::opt_json::<serde_json::Value>(None),
-            Arg::OptJson(None)
-        ));
-        assert!(matches!(
-            Arg::opt_json(Some(&serde_json::json!({"a": 1}))),
-            Arg::OptJson(Some(_))
-        ));
     }
 }

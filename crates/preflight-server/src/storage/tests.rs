@@ -12,18 +12,20 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
-use preflight_engine::{BoundingBox, DriftDetectorState, StructuralFeatures};
+use preflight_engine::{
+    BoundingBox, ChangePoint, DriftDetectorState, DriftObservation, StructuralFeatures,
+};
 use sqlx::types::Json;
 use sqlx::Connection;
 use uuid::Uuid;
 
 use super::audit::{AuditFilter, NewAuditEvent};
-use super::evaluations::{EvaluationRow, EvaluationWrite, WriteOutcome};
+use super::evaluations::{DecidedEvaluation, EvaluationWrite, RenderAnswer, WriteOutcome};
 use super::idempotency::IdempotencyRecord;
 use super::identity::{Tenant, User};
 use super::templates::{TemplateRow, REVISIONS_CHUNK};
 use super::{Store, StoreError};
-use crate::config::{Config, DatabaseConfig};
+use crate::config::{Config, DatabaseConfig, StorageConfig};
 
 const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -38,10 +40,10 @@ enum Cleanup {
     Postgres(String),
 }
 
-fn config(database: DatabaseConfig) -> Config {
+fn config(database: DatabaseConfig) -> StorageConfig {
     let mut config = Config::from_env_map(&HashMap::new()).expect("default config");
-    config.database = database;
-    config
+    config.storage.database = database;
+    config.storage
 }
 
 async fn sqlite() -> TestDb {
@@ -217,8 +219,8 @@ fn idempotency(tenant_id: Uuid, key: &str) -> IdempotencyRecord {
     }
 }
 
-fn evaluation(tenant_id: Uuid) -> EvaluationRow {
-    EvaluationRow {
+fn evaluation(tenant_id: Uuid) -> DecidedEvaluation {
+    DecidedEvaluation {
         id: Uuid::now_v7(),
         tenant_id,
         created_at: now(),
@@ -240,10 +242,27 @@ fn evaluation(tenant_id: Uuid) -> EvaluationRow {
         replay_hash: "rh".into(),
         engine_version: "test".into(),
         request: Json(serde_json::json!({"features": {}})),
-        response: Json(serde_json::json!({"decision": "NO_MATCH"})),
-        feedback_outcome: None,
-        feedback: None,
-        feedback_at: None,
+    }
+}
+
+/// An answer that says how many change points its commit confirmed.
+struct CountingAnswer;
+
+impl RenderAnswer for CountingAnswer {
+    fn render(
+        &self,
+        change_points: &[ChangePoint],
+    ) -> Result<serde_json::Value, serde_json::Error> {
+        Ok(serde_json::json!({"decision": "NO_MATCH", "alerts": change_points.len()}))
+    }
+}
+
+fn write(evaluation: DecidedEvaluation, idempotency: Option<IdempotencyRecord>) -> EvaluationWrite {
+    EvaluationWrite {
+        evaluation,
+        answer: Box::new(CountingAnswer),
+        observation: None,
+        idempotency,
     }
 }
 
@@ -364,16 +383,8 @@ async fn a_taken_idempotency_key_is_reported_and_stores_nothing() {
         let e = evaluation(t.id);
         let outcomes = store
             .commit_evaluations(&[
-                EvaluationWrite {
-                    row: e.clone(),
-                    observation: None,
-                    idempotency: None,
-                },
-                EvaluationWrite {
-                    row: evaluation(t.id),
-                    observation: None,
-                    idempotency: Some(key.clone()),
-                },
+                write(e.clone(), None),
+                write(evaluation(t.id), Some(key.clone())),
             ])
             .await
             .unwrap();
@@ -398,21 +409,98 @@ async fn a_taken_idempotency_key_is_reported_and_stores_nothing() {
 }
 
 #[tokio::test]
+async fn a_commit_renders_the_change_points_it_confirms_into_the_stored_answer() {
+    on_both_backends(|store| async move {
+        let t = new_tenant(&*store).await;
+        let tv = template(t.id, "invoice", 1);
+        store
+            .create_template(&tv, &audit(t.id, "template.create"), None)
+            .await
+            .unwrap();
+        let observed = |similarity: f64, key: Option<IdempotencyRecord>| {
+            let mut e = evaluation(t.id);
+            e.template_id = Some("invoice".into());
+            e.template_version_id = Some(tv.id);
+            let mut w = write(e, key);
+            w.observation = Some(DriftObservation {
+                similarity,
+                drift: 1.0 - similarity,
+                extractor_confidence: 0.9,
+            });
+            w
+        };
+        // A steady baseline (in several commits), then a lasting drop in one batch.
+        for _ in 0..4 {
+            let steady: Vec<EvaluationWrite> = (0..10)
+                .map(|i| observed(0.95 + f64::from(i % 3) * 0.01, None))
+                .collect();
+            store.commit_evaluations(&steady).await.unwrap();
+        }
+        let key = idempotency(t.id, "shifted-20");
+        let shifted: Vec<EvaluationWrite> = (0..20)
+            .map(|i| observed(0.55, (i == 19).then(|| key.clone())))
+            .collect();
+        let ids: Vec<Uuid> = shifted.iter().map(|w| w.evaluation.id).collect();
+        let outcomes = store.commit_evaluations(&shifted).await.unwrap();
+        let alerts: Vec<u64> = outcomes
+            .iter()
+            .map(|o| match o {
+                WriteOutcome::Stored { answer } => answer["alerts"].as_u64().unwrap(),
+                WriteOutcome::Duplicate => panic!("nothing here is a duplicate"),
+            })
+            .collect();
+        assert!(
+            alerts.iter().sum::<u64>() >= 1,
+            "no change point in {alerts:?}"
+        );
+        let first = alerts.iter().position(|&n| n > 0).unwrap();
+        let WriteOutcome::Stored { answer } = &outcomes[first] else {
+            unreachable!()
+        };
+        let stored = store
+            .get_evaluation(t.id, ids[first])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            &stored.response.0, answer,
+            "the stored answer is the one rendered"
+        );
+        let points = store.change_points(t.id, tv.id).await.unwrap();
+        assert_eq!(points.len() as u64, alerts.iter().sum::<u64>());
+        assert_eq!(points[0].evaluation_id, ids[first]);
+        // The key's answer is the rendered one too, not what the record held.
+        let WriteOutcome::Stored { answer: last } = &outcomes[19] else {
+            unreachable!()
+        };
+        let found = store
+            .find_idempotency(t.id, "shifted-20")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&found.response.0, last);
+        let after = store.get_template(t.id, tv.id).await.unwrap().unwrap();
+        assert_eq!(after.evaluation_count, 60);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn feedback_on_a_changed_evaluation_is_stale() {
     on_both_backends(|store| async move {
         let t = new_tenant(&*store).await;
         let e = evaluation(t.id);
         store
-            .commit_evaluations(&[EvaluationWrite {
-                row: e.clone(),
-                observation: None,
-                idempotency: None,
-            }])
+            .commit_evaluations(&[write(e.clone(), None)])
             .await
             .unwrap();
         let stored = store.get_evaluation(t.id, e.id).await.unwrap().unwrap();
-        assert_eq!(stored.request.0, e.request.0);
-        assert_eq!(stored.created_at, e.created_at);
+        assert_eq!(stored.decided.request.0, e.request.0);
+        assert_eq!(stored.decided.created_at, e.created_at);
+        assert_eq!(
+            stored.response.0,
+            serde_json::json!({"decision": "NO_MATCH", "alerts": 0})
+        );
         assert!(stored.feedback.is_none(), "no feedback is SQL NULL");
         let give = |previous: Option<&'static str>| {
             let store = store.clone();

@@ -155,20 +155,18 @@ fn parse_rfc3339(raw: &str) -> Result<DateTime<Utc>, String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut config = match load_config() {
+    let config = match load_config() {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    if !config.is_production() {
-        // The same secrets file the server uses, so a key minted here verifies there.
-        let generated = secrets::ensure_dev_secrets(&mut config)?;
-        if !generated.is_empty() {
-            eprintln!(
-                "preflight: warning: generated development secrets in {}; set JWT_SECRET and \
-                 API_KEY_SALT for anything but local development",
-                config.data_dir.display()
-            );
-        }
+    // The same secrets file the server uses, so a key minted here verifies there.
+    let (config, generated) = secrets::resolve_keys(config)?;
+    if !generated.is_empty() {
+        eprintln!(
+            "preflight: warning: generated development secrets in {}; set JWT_SECRET and \
+             API_KEY_SALT for anything but local development",
+            config.data_dir.display()
+        );
     }
     // Read before touching the database, so a missing password fails fast and cleanly.
     let password = match &args.command {
@@ -218,7 +216,7 @@ fn print_output(output: &Output, as_json: bool) {
 /// Opens the configured store. Development applies pending migrations as `serve` does;
 /// production refuses an unmigrated schema, as `serve` does, rather than change it here.
 async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    let store = storage::open(config).await?;
+    let store = storage::open(&config.storage).await?;
     if config.is_production() {
         let pending = store.pending_migrations().await?;
         anyhow::ensure!(
@@ -422,10 +420,7 @@ async fn create_key(config: &Config, store: &dyn Store, a: CreateKey) -> anyhow:
         Some(id) => Some(require_tenant(store, id).await?),
         None => None,
     };
-    let salt = config
-        .api_key_salt
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("API_KEY_SALT is not set"))?;
+    let salt = &config.auth.keys.api_key_salt;
     let (record, secret) = new_api_key_record(
         salt.expose(),
         KeySpec {

@@ -2,13 +2,13 @@
 
 use std::process::ExitCode;
 
-use preflight_server::config::Config;
+use preflight_server::config::{Config, GivenKeys};
 use preflight_server::{app, secrets, telemetry};
 
 /// Reads `.env` (development only) and parses the environment; a bad configuration is one
 /// message naming every problem, and exit code 2. Shared by every command that opens the
 /// database, so they all see the same configuration as the server.
-pub(crate) fn load_config() -> Result<Config, ExitCode> {
+pub(crate) fn load_config() -> Result<Config<GivenKeys>, ExitCode> {
     let production = std::env::var("PREFLIGHT_ENV")
         .map(|v| {
             matches!(
@@ -34,22 +34,20 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 pub fn serve() -> anyhow::Result<ExitCode> {
-    let mut config = match load_config() {
+    let config = match load_config() {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    let _sentry = telemetry::init_sentry(&config);
-    telemetry::init_logging(&config);
-    if !config.is_production() {
-        let generated = secrets::ensure_dev_secrets(&mut config)?;
-        if !generated.is_empty() {
-            tracing::warn!(
-                secrets = ?generated,
-                dir = %config.data_dir.display(),
-                "generated development secrets and kept them in the data directory; \
-                 set JWT_SECRET and API_KEY_SALT for anything but local development"
-            );
-        }
+    let _sentry = telemetry::init_sentry(&config.telemetry, config.environment);
+    telemetry::init_logging(&config.telemetry);
+    let (config, generated) = secrets::resolve_keys(config)?;
+    if !generated.is_empty() {
+        tracing::warn!(
+            secrets = ?generated,
+            dir = %config.data_dir.display(),
+            "generated development secrets and kept them in the data directory; \
+             set JWT_SECRET and API_KEY_SALT for anything but local development"
+        );
     }
     let metrics = telemetry::install_metrics()?;
     preflight_server::rate_limit::describe_metrics();
@@ -65,8 +63,8 @@ pub fn migrate() -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    telemetry::init_logging(&config);
-    runtime()?.block_on(app::migrate(&config))?;
+    telemetry::init_logging(&config.telemetry);
+    runtime()?.block_on(app::migrate(&config.storage))?;
     eprintln!("preflight: migrations applied");
     Ok(ExitCode::SUCCESS)
 }

@@ -356,7 +356,16 @@ on_both_backends!(
     tenants_never_see_each_other,
     template_versions_and_status_transitions,
     evaluation_list_filters_and_cursor_pages,
+    a_lasting_change_is_an_alert_in_the_answer_that_confirms_it,
 );
+
+/// A document whose extractor reports `confidence` for the whole page.
+fn doc_with_confidence(features: Value, confidence: f64, correlation: &str) -> Value {
+    let mut extractor = extractor();
+    extractor["confidence"] = json!(confidence);
+    json!({"structural_features": features, "extractor_metadata": extractor,
+           "client_correlation_id": correlation})
+}
 
 fn codes(evaluation: &Value) -> Vec<String> {
     evaluation["reasons"]
@@ -549,6 +558,77 @@ fn stats(template: &Value) -> (u64, u64, u64) {
         s["corrected"].as_u64().unwrap_or(0),
         s["rejected"].as_u64().unwrap_or(0),
     )
+}
+
+async fn a_lasting_change_is_an_alert_in_the_answer_that_confirms_it(backend: Backend) {
+    let ctx = start(backend).await;
+    let api = &ctx.api;
+    let created = api
+        .create_template(
+            &json!({"template_id": "drifting", "structural_features": invoice(0.0, 5)}),
+        )
+        .await;
+    let tv = created["id"].as_str().unwrap().to_string();
+    // A steady baseline, then an extractor whose confidence dropped and stays low.
+    for i in 0..40 {
+        let steady = 0.95 + f64::from(i % 3) * 0.01;
+        let answer = api
+            .evaluate(&doc_with_confidence(invoice(0.0, 5), steady, "steady"))
+            .await;
+        assert_eq!(answer["alerts"], json!([]), "{answer}");
+    }
+    let mut confirming = None;
+    for i in 0..30 {
+        let body = doc_with_confidence(invoice(0.0, 5), 0.55, &format!("low-{i}"));
+        let key = format!("drift-{i}");
+        let r = api
+            .send(
+                Method::POST,
+                "/v1/evaluate",
+                Some(&body),
+                &[("idempotency-key", key.as_str())],
+            )
+            .await;
+        assert_eq!(r.status, 200, "{r:?}");
+        if r.body["alerts"].as_array().unwrap().is_empty() {
+            continue;
+        }
+        confirming = Some((body, key, r.body));
+        break;
+    }
+    let (body, key, answer) = confirming.expect("the drop was never confirmed as a change point");
+    let alert = &answer["alerts"][0];
+    assert_eq!(alert["type"], "TEMPLATE_CHANGE_POINT", "{answer}");
+    assert_eq!(alert["series"], "extractor_confidence", "{answer}");
+    assert_eq!(alert["template_id"], "drifting");
+    assert_eq!(alert["template_version_id"], tv.as_str());
+    assert!(alert["observation"].as_u64().unwrap() > 40, "{alert}");
+    assert!(alert["recent_mean"].as_f64().unwrap() < alert["baseline_mean"].as_f64().unwrap());
+
+    // The answer is stored as sent: read back, and replayed for the same key.
+    let id = answer["evaluation_id"].as_str().unwrap();
+    let stored = api.get(&format!("/v1/evaluations/{id}")).await;
+    assert_eq!(stored.status, 200, "{stored:?}");
+    assert_eq!(stored.body["alerts"], answer["alerts"]);
+    let replay = api
+        .send(
+            Method::POST,
+            "/v1/evaluate",
+            Some(&body),
+            &[("idempotency-key", key.as_str())],
+        )
+        .await;
+    assert_eq!(
+        replay.body, answer,
+        "a replay answers exactly what was sent"
+    );
+
+    // And the drift report names the same change.
+    let drift = api.get(&format!("/v1/templates/{tv}/drift")).await;
+    let points = drift.body["change_points"].as_array().unwrap();
+    assert_eq!(points.len(), 1, "{drift:?}");
+    assert_eq!(points[0]["evaluation_id"], id);
+    assert_eq!(points[0]["observation"], alert["observation"]);
 }
 
 async fn feedback_moves_statistics_once_per_change_and_reliability_follows(backend: Backend) {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::http::{HeaderMap, HeaderValue};
 use ipnet::IpNet;
 use metrics_exporter_prometheus::PrometheusHandle;
-use preflight_server::config::Config;
+use preflight_server::config::{Config, GivenKeys};
 use preflight_server::rate_limit::{
     self, client_ip, BreakerSettings, LimitDecision, RateLimiter, RateLimiterOptions, Subject,
 };
@@ -27,12 +27,21 @@ use tokio::task::JoinSet;
 use crate::support::relay::Relay;
 use crate::support::{redis_url, ClosedPort};
 
-fn config(vars: &[(&str, &str)]) -> Config {
+fn config(vars: &[(&str, &str)]) -> Config<GivenKeys> {
     let env: HashMap<String, String> = vars
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     Config::from_env_map(&env).expect("test configuration is valid")
+}
+
+/// A limiter configured as the server would configure it from `config`.
+fn limiter_with(
+    config: &Config<GivenKeys>,
+    link: Option<RedisLink>,
+    options: RateLimiterOptions,
+) -> RateLimiter {
+    RateLimiter::with_options(&config.limits, &config.redis, link, options)
 }
 
 /// A key namespace no other test (or earlier run) shares.
@@ -79,7 +88,7 @@ const PATIENT: Duration = Duration::from_secs(3);
 
 async fn redis_limiter(test: &str) -> RateLimiter {
     let link = connected_link(&redis_url(), PATIENT).await;
-    RateLimiter::with_options(
+    limiter_with(
         &config(&[("REDIS_TIMEOUT_MS", "3000")]),
         Some(link),
         options(test),
@@ -167,12 +176,12 @@ async fn redis_burst_is_exact_across_two_replicas() {
     // Two limiters with their own connections stand for two server processes.
     let opts = options("replicas");
     let cfg = config(&[("REDIS_TIMEOUT_MS", "3000")]);
-    let a = RateLimiter::with_options(
+    let a = limiter_with(
         &cfg,
         Some(connected_link(&redis_url(), PATIENT).await),
         opts.clone(),
     );
-    let b = RateLimiter::with_options(
+    let b = limiter_with(
         &cfg,
         Some(connected_link(&redis_url(), PATIENT).await),
         opts,
@@ -257,7 +266,7 @@ async fn redis_scopes_and_identities_are_independent() {
 async fn redis_keys_are_namespaced_hashed_and_expire() {
     let opts = options("keys");
     let ns = opts.namespace.clone();
-    let limiter = RateLimiter::with_options(
+    let limiter = limiter_with(
         &config(&[("REDIS_TIMEOUT_MS", "3000")]),
         Some(connected_link(&redis_url(), PATIENT).await),
         opts,
@@ -307,7 +316,7 @@ async fn redis_keys_are_namespaced_hashed_and_expire() {
 #[tokio::test]
 async fn redis_and_in_process_decide_alike() {
     let redis = redis_limiter("parity").await;
-    let local = RateLimiter::new(&config(&[]), None);
+    let local = limiter_with(&config(&[]), None, RateLimiterOptions::default());
     assert_eq!(local.backend(), "in-process");
     let subject = Subject::ApiKey("parity".into());
     for i in 0..8 {
@@ -321,7 +330,7 @@ async fn redis_and_in_process_decide_alike() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_process_burst_admits_exactly_the_limit() {
-    let limiter = RateLimiter::new(&config(&[]), None);
+    let limiter = limiter_with(&config(&[]), None, RateLimiterOptions::default());
     let (n, k) = (50u32, 50usize);
     let subject = Subject::ApiKey("local-burst".into());
     let t = tally(
@@ -336,7 +345,7 @@ async fn in_process_burst_admits_exactly_the_limit() {
 
 #[tokio::test]
 async fn in_process_memory_stays_bounded_with_a_million_identities() {
-    let limiter = RateLimiter::new(&config(&[]), None);
+    let limiter = limiter_with(&config(&[]), None, RateLimiterOptions::default());
     let cap = limiter.max_identities().unwrap();
     assert_eq!(cap, rate_limit::DEFAULT_MAX_IDENTITIES);
     // A heavy user who has used up a small quota keeps that state through the flood:
@@ -452,7 +461,7 @@ async fn unreachable_redis_fails_open_and_the_breaker_stops_calling_it() {
         Duration::from_millis(200),
     )
     .unwrap();
-    let limiter = RateLimiter::with_options(
+    let limiter = limiter_with(
         &config(&[("REDIS_TIMEOUT_MS", "200")]),
         Some(link),
         RateLimiterOptions {
@@ -491,7 +500,7 @@ async fn hanging_redis_fails_closed_then_recovers() {
     let relay = Relay::start(&redis_socket_addr().await.to_string()).await;
     let timeout = Duration::from_millis(200);
     let link = connected_link(&relay_url(&relay), timeout).await;
-    let limiter = RateLimiter::with_options(
+    let limiter = limiter_with(
         &config(&[
             ("REDIS_TIMEOUT_MS", "200"),
             ("RATE_LIMIT_FAIL_CLOSED", "true"),
@@ -547,7 +556,7 @@ async fn hanging_redis_fails_closed_then_recovers() {
 async fn refused_redis_fails_open_then_limiting_resumes() {
     let relay = Relay::start(&redis_socket_addr().await.to_string()).await;
     let link = connected_link(&relay_url(&relay), Duration::from_millis(200)).await;
-    let limiter = RateLimiter::with_options(
+    let limiter = limiter_with(
         &config(&[("REDIS_TIMEOUT_MS", "200")]),
         Some(link),
         RateLimiterOptions {
@@ -657,7 +666,7 @@ async fn time_checks(limiter: &RateLimiter, count: usize) -> Vec<Duration> {
 #[ignore = "benchmark: cargo test --release -p preflight --test integration -- --ignored --nocapture rate_limit_backend::bench"]
 async fn bench_check_cost() {
     let redis = redis_limiter("bench").await;
-    let local = RateLimiter::new(&config(&[]), None);
+    let local = limiter_with(&config(&[]), None, RateLimiterOptions::default());
     println!(
         "redis      {}",
         percentiles(time_checks(&redis, 20_000).await)
@@ -669,7 +678,7 @@ async fn bench_check_cost() {
 
     // Resident memory of the in-process backend filled to its cap.
     let rss_before = rss_bytes();
-    let full = RateLimiter::new(&config(&[]), None);
+    let full = limiter_with(&config(&[]), None, RateLimiterOptions::default());
     for i in 0..(2 * rate_limit::DEFAULT_MAX_IDENTITIES as u32) {
         let key = Subject::ApiKey(format!("01J9ZQ3K8M2N4P6R8T0V2X4Z6-{i:010}"));
         full.check(&key, 1000).await;
