@@ -379,16 +379,18 @@ class _Base:
         params = {"version": version, "from": from_, "to": to, "bucket": bucket}
         return _Call("GET", f"/v1/templates/{_segment(id)}/drift", DriftReport, params=params)
 
+    def _export_templates(self, *, status: Optional[str] = None,
+                          template_id: Optional[str] = None) -> _Call:
+        # The document stays a dict: it is written to a file or handed to Engine.from_export.
+        params = {"status": status, "template_id": template_id}
+        return _Call("GET", "/v1/templates/export", None, params=params)
+
 
 def _looks_like_paddle(value: Sequence[Any]) -> bool:
     # A PaddleOCR result is itself a list; a list of documents holds no bare polygons.
     return bool(value) and isinstance(value[0], list) and bool(value[0]) and isinstance(
         value[0][0], list
     ) and bool(value[0][0]) and isinstance(value[0][0][0], (int, float, list))
-
-
-def _export_document(templates: List[Dict[str, Any]]) -> Dict[str, Any]:
-    return {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "templates": templates}
 
 
 class Client(_Base):
@@ -564,15 +566,12 @@ class Client(_Base):
         return self._run(self._template_drift(id, version=version, from_=from_, to=to,
                                               bucket=bucket))
 
-    def export_templates(self, *, status: Optional[str] = None) -> Dict[str, Any]:
-        """The tenant's templates as an export document (docs/python.md), for
-        :meth:`preflight.Engine.from_export`: every version (or those of ``status``), each as
-        ``GET /v1/templates/{id}?include=exemplars`` returns it."""
-        templates = [
-            self._run(_Call("GET", f"/v1/templates/{t.id}", None, params={"include": "exemplars"}))
-            for t in self.iter_templates(status=status)
-        ]
-        return _export_document(templates)
+    def export_templates(self, *, status: Optional[str] = None,
+                         template_id: Optional[str] = None) -> Dict[str, Any]:
+        """``GET /v1/templates/export``: the tenant's versions (or those of ``status`` /
+        ``template_id``) with their exemplars, as the export document (docs/python.md) that
+        :meth:`preflight.Engine.from_export` loads."""
+        return self._run(self._export_templates(status=status, template_id=template_id))
 
 
 class AsyncClient(_Base):
@@ -737,3 +736,8 @@ class AsyncClient(_Base):
         """See :meth:`Client.template_drift`."""
         return await self._run(self._template_drift(id, version=version, from_=from_, to=to,
                                                     bucket=bucket))
+
+    async def export_templates(self, *, status: Optional[str] = None,
+                               template_id: Optional[str] = None) -> Dict[str, Any]:
+        """See :meth:`Client.export_templates`."""
+        return await self._run(self._export_templates(status=status, template_id=template_id))

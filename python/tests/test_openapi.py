@@ -100,7 +100,8 @@ def _calls():
                                    pipeline_id="p", min_reliability=0.1, max_drift=0.9,
                                    from_=when, to=when, limit=1, cursor="x"),
                c._get_evaluation("e"),
-               c._template_drift("t", version=1, from_=when, to=when, bucket="day")],
+               c._template_drift("t", version=1, from_=when, to=when, bucket="day"),
+               c._export_templates(status="active", template_id="t")],
     }
 
 

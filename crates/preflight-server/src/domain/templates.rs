@@ -236,6 +236,68 @@ pub async fn list(
         .await?)
 }
 
+/// What an export document says it is, so a reader can refuse what it does not understand.
+pub const EXPORT_FORMAT: &str = "preflight-templates";
+pub const EXPORT_VERSION: u32 = 1;
+/// The most versions one export holds: past it, export by `status` or `template_id`.
+pub const MAX_EXPORT_VERSIONS: usize = 5_000;
+/// Rows read per query while an export is assembled.
+const EXPORT_PAGE: i64 = 500;
+
+/// A snapshot of a tenant's templates with their exemplars, for the offline engine (the
+/// Python package's `Engine.from_export`) or a backup.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TemplateExport {
+    /// Always `preflight-templates`.
+    #[schema(value_type = String)]
+    pub format: &'static str,
+    /// The export format's version (1).
+    pub version: u32,
+    /// Every selected version in id (creation) order, each as
+    /// `GET /v1/templates/{id}?include=exemplars` returns it.
+    pub templates: Vec<TemplateView>,
+}
+
+/// The tenant's versions (those of `status`, or of one `template_id`) with their exemplars.
+pub async fn export(
+    state: &AppState,
+    tenant_id: Uuid,
+    status: Option<TemplateStatus>,
+    template_id: Option<String>,
+) -> Result<TemplateExport, ApiError> {
+    let mut templates = Vec::new();
+    let mut after_id = None;
+    loop {
+        let rows = list(
+            state,
+            tenant_id,
+            status,
+            template_id.clone(),
+            after_id,
+            EXPORT_PAGE,
+        )
+        .await?;
+        after_id = rows.last().map(|r| r.id);
+        templates.extend(rows.iter().map(|r| TemplateView::of(r, true)));
+        if templates.len() > MAX_EXPORT_VERSIONS {
+            return Err(ApiError::Validation(vec![FieldError {
+                field: "status".into(),
+                message: format!(
+                    "more than {MAX_EXPORT_VERSIONS} versions match; export by status or template_id"
+                ),
+            }]));
+        }
+        if (rows.len() as i64) < EXPORT_PAGE {
+            break;
+        }
+    }
+    Ok(TemplateExport {
+        format: EXPORT_FORMAT,
+        version: EXPORT_VERSION,
+        templates,
+    })
+}
+
 /// Checks of the metadata fields shared by every route that sets them.
 fn check_metadata(
     v: &mut Violations,

@@ -49,6 +49,7 @@ pub fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(evaluate::get))
         .routes(routes!(evaluate::feedback))
         .routes(routes!(templates::create, templates::list))
+        .routes(routes!(templates::export))
         .routes(routes!(
             templates::get_one,
             templates::update,

@@ -25,8 +25,8 @@ use crate::domain::audit::{self, AuditAction, AuditExt};
 use crate::domain::drift::{self, DriftReport, DriftRequest};
 use crate::domain::evaluations;
 use crate::domain::templates::{
-    self, Created, LayoutSource, MetadataEdit, NewVersion, TemplateRef, TemplateStatus,
-    TemplateView,
+    self, Created, LayoutSource, MetadataEdit, NewVersion, TemplateExport, TemplateRef,
+    TemplateStatus, TemplateView,
 };
 use crate::error::{ApiError, FieldError};
 use crate::state::AppState;
@@ -120,6 +120,15 @@ pub struct ListQuery {
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// Only versions with this status (`draft`, `active`, `deprecated`, `archived`).
+    pub status: Option<String>,
+    /// Only the versions of this template.
+    pub template_id: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -275,15 +284,7 @@ pub async fn list(
     let tenant_id = principal.tenant_with(Scope::Read)?;
     let mut v = Violations::default();
     let (limit, after_id) = page::<Uuid>(&mut v, q.limit, q.cursor.as_deref());
-    let status = q.status.as_deref().and_then(|s| {
-        let parsed = TemplateStatus::parse(s);
-        v.check(
-            parsed.is_some(),
-            "status",
-            "must be draft, active, deprecated or archived",
-        );
-        parsed
-    });
+    let status = status_filter(&mut v, q.status.as_deref());
     v.into_result()?;
     let rows = templates::list(&state, tenant_id, status, q.template_id, after_id, limit).await?;
     let next_cursor = next_cursor(&rows, limit, |r| r.id);
@@ -291,6 +292,39 @@ pub async fn list(
         items: rows.iter().map(|r| TemplateView::of(r, false)).collect(),
         next_cursor,
     }))
+}
+
+/// A `status` query parameter, checked.
+fn status_filter(v: &mut Violations, raw: Option<&str>) -> Option<TemplateStatus> {
+    raw.and_then(|s| {
+        let parsed = TemplateStatus::parse(s);
+        v.check(
+            parsed.is_some(),
+            "status",
+            "must be draft, active, deprecated or archived",
+        );
+        parsed
+    })
+}
+
+/// Every version of the tenant (or those of `status` / `template_id`) with its exemplars, in
+/// one document: what `preflight.Engine.from_export` in the Python package loads. At most
+/// 5 000 versions; past that the answer is a 422 asking for a narrower export.
+#[utoipa::path(get, path = "/v1/templates/export", tag = "templates", params(ExportQuery),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = TemplateExport), (status = 422, body = crate::error::Problem)))]
+pub async fn export(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(q): ApiQuery<ExportQuery>,
+) -> Result<Json<TemplateExport>, ApiError> {
+    let tenant_id = principal.tenant_with(Scope::Read)?;
+    let mut v = Violations::default();
+    let status = status_filter(&mut v, q.status.as_deref());
+    v.into_result()?;
+    Ok(Json(
+        templates::export(&state, tenant_id, status, q.template_id).await?,
+    ))
 }
 
 /// One version, by its id or by `template_id` (newest, or `?version=N`).

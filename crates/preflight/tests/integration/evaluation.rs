@@ -357,6 +357,7 @@ on_both_backends!(
     template_versions_and_status_transitions,
     evaluation_list_filters_and_cursor_pages,
     a_lasting_change_is_an_alert_in_the_answer_that_confirms_it,
+    the_export_holds_the_tenants_versions_with_their_exemplars,
 );
 
 /// A document whose extractor reports `confidence` for the whole page.
@@ -629,6 +630,59 @@ async fn a_lasting_change_is_an_alert_in_the_answer_that_confirms_it(backend: Ba
     assert_eq!(points.len(), 1, "{drift:?}");
     assert_eq!(points[0]["evaluation_id"], id);
     assert_eq!(points[0]["observation"], alert["observation"]);
+}
+
+async fn the_export_holds_the_tenants_versions_with_their_exemplars(backend: Backend) {
+    let ctx = start(backend).await;
+    let api = &ctx.api;
+    let invoice_v1 = api
+        .create_template(
+            &json!({"template_id": "inv", "exemplars": [invoice(0.0, 5), invoice(0.004, 6)]}),
+        )
+        .await;
+    let letter = api
+        .create_template(&json!({"template_id": "letter", "status": "draft",
+                                 "structural_features": two_column_text()}))
+        .await;
+    let invoice_v2 = api
+        .create_template(&json!({"template_id": "inv", "structural_features": invoice(0.0, 7)}))
+        .await;
+    let export = api.get("/v1/templates/export").await;
+    assert_eq!(export.status, 200, "{export:?}");
+    assert_eq!(export.body["format"], "preflight-templates");
+    assert_eq!(export.body["version"], 1);
+    let items = export.body["templates"].as_array().unwrap();
+    let ids: Vec<&str> = items.iter().map(|t| t["id"].as_str().unwrap()).collect();
+    let created: Vec<&str> = [&invoice_v1, &letter, &invoice_v2]
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, created, "every version, in creation order");
+    for item in items {
+        let one = api
+            .get(&format!(
+                "/v1/templates/{}?include=exemplars",
+                item["id"].as_str().unwrap()
+            ))
+            .await;
+        assert_eq!(&one.body, item, "an item is the version with its exemplars");
+    }
+    assert_eq!(items[0]["exemplars"].as_array().unwrap().len(), 2);
+
+    let drafts = api.get("/v1/templates/export?status=draft").await;
+    let drafts = drafts.body["templates"].as_array().unwrap();
+    assert_eq!(drafts.len(), 1);
+    assert_eq!(drafts[0]["template_id"], "letter");
+    let one_template = api.get("/v1/templates/export?template_id=inv").await;
+    assert_eq!(one_template.body["templates"].as_array().unwrap().len(), 2);
+    let bad = api.get("/v1/templates/export?status=live").await;
+    assert_eq!(bad.status, 422, "{bad:?}");
+
+    // Another tenant exports only its own (nothing).
+    let other = second_tenant(&ctx).await;
+    let theirs = other.get("/v1/templates/export").await;
+    assert_eq!(theirs.status, 200, "{theirs:?}");
+    assert_eq!(theirs.body["templates"], json!([]));
 }
 
 async fn feedback_moves_statistics_once_per_change_and_reliability_follows(backend: Backend) {
