@@ -77,6 +77,7 @@ pub async fn build_state(config: Config, metrics: PrometheusHandle) -> anyhow::R
             config.storage.template_cache_max,
         )),
         writer: EvaluationWriter::start(store.clone()),
+        alert_rules: Default::default(),
         evaluations: Default::default(),
         config,
         store,

@@ -15,6 +15,7 @@ pub mod http;
 pub mod rate_limit;
 pub mod redis_link;
 pub mod registry;
+pub mod rule_cache;
 pub mod secrets;
 pub mod state;
 pub mod storage;

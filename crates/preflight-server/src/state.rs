@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::rate_limit::RateLimiter;
 use crate::redis_link::RedisLink;
 use crate::registry::TemplateRegistry;
+use crate::rule_cache::RuleCache;
 use crate::storage::Store;
 use crate::writer::EvaluationWriter;
 
@@ -34,6 +35,7 @@ pub struct Inner {
     pub login_throttle: FailedLoginThrottle,
     pub templates: Arc<TemplateRegistry>,
     pub writer: EvaluationWriter,
+    pub alert_rules: RuleCache,
     /// Evaluations answered by this instance since it started, by decision.
     pub evaluations: [std::sync::atomic::AtomicU64; 4],
 }
@@ -85,6 +87,9 @@ impl AppState {
     }
     pub fn writer(&self) -> &EvaluationWriter {
         &self.inner.writer
+    }
+    pub fn alert_rules(&self) -> &RuleCache {
+        &self.inner.alert_rules
     }
     pub fn count_evaluation(&self, decision: Decision) {
         let i = Decision::ALL

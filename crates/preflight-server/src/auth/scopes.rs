@@ -17,18 +17,22 @@ pub enum Scope {
     TemplatesWrite,
     #[serde(rename = "keys:manage")]
     KeysManage,
+    /// Alert rules, and acknowledging and resolving alerts.
+    #[serde(rename = "alerts:manage")]
+    AlertsManage,
     /// Tenant administration (audit trail, users).
     #[serde(rename = "admin")]
     Admin,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 5] = [
+    pub const ALL: [Scope; 6] = [
         Scope::Evaluate,
         Scope::Read,
         Scope::TemplatesWrite,
         Scope::KeysManage,
         Scope::Admin,
+        Scope::AlertsManage,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +41,7 @@ impl Scope {
             Scope::Read => "read",
             Scope::TemplatesWrite => "templates:write",
             Scope::KeysManage => "keys:manage",
+            Scope::AlertsManage => "alerts:manage",
             Scope::Admin => "admin",
         }
     }
@@ -113,7 +118,7 @@ impl fmt::Debug for ScopeSet {
 pub enum Role {
     /// Everything in the tenant, including keys and the audit trail.
     Admin,
-    /// Evaluate, read, and manage templates.
+    /// Evaluate, read, manage templates and alerts.
     Editor,
     /// Read only.
     Viewer,
@@ -140,9 +145,12 @@ impl Role {
     pub fn scopes(self) -> ScopeSet {
         match self {
             Role::Admin => ScopeSet::all(),
-            Role::Editor => {
-                ScopeSet::from_iter([Scope::Evaluate, Scope::Read, Scope::TemplatesWrite])
-            }
+            Role::Editor => ScopeSet::from_iter([
+                Scope::Evaluate,
+                Scope::Read,
+                Scope::TemplatesWrite,
+                Scope::AlertsManage,
+            ]),
             Role::Viewer => ScopeSet::from_iter([Scope::Read]),
         }
     }

@@ -33,10 +33,15 @@ pub enum AuditAction {
     TemplateExemplarAdded,
     TemplateStatusChanged,
     TemplateDeprecated,
+    AlertRuleCreated,
+    AlertRuleUpdated,
+    AlertRuleDeleted,
+    AlertAcknowledged,
+    AlertResolved,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 18] = [
+    pub const ALL: [AuditAction; 23] = [
         AuditAction::Signup,
         AuditAction::Login,
         AuditAction::LoginFailed,
@@ -55,6 +60,11 @@ impl AuditAction {
         AuditAction::TemplateExemplarAdded,
         AuditAction::TemplateStatusChanged,
         AuditAction::TemplateDeprecated,
+        AuditAction::AlertRuleCreated,
+        AuditAction::AlertRuleUpdated,
+        AuditAction::AlertRuleDeleted,
+        AuditAction::AlertAcknowledged,
+        AuditAction::AlertResolved,
     ];
 
     /// The name stored and shown in `/v1/audit-logs`.
@@ -78,6 +88,11 @@ impl AuditAction {
             AuditAction::TemplateExemplarAdded => "template_exemplar_added",
             AuditAction::TemplateStatusChanged => "template_status_changed",
             AuditAction::TemplateDeprecated => "template_deprecated",
+            AuditAction::AlertRuleCreated => "alert_rule_created",
+            AuditAction::AlertRuleUpdated => "alert_rule_updated",
+            AuditAction::AlertRuleDeleted => "alert_rule_deleted",
+            AuditAction::AlertAcknowledged => "alert_acknowledged",
+            AuditAction::AlertResolved => "alert_resolved",
         }
     }
 }

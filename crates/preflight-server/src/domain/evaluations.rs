@@ -6,24 +6,27 @@
 //! group-commit writer stores the row, its idempotency record and its template's detector
 //! update in one transaction. A 200 therefore always means committed.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use preflight_engine::{
-    evaluate as engine_evaluate, validate, ChangePoint, Decision, DriftObservation, Evaluation,
+    evaluate as engine_evaluate, validate, Decision, DriftObservation, Evaluation,
     ExtractorMetadata, OutcomeStats, Policy, StructuralFeatures, Template,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::alerts::Alert;
+use super::alerts::{self, Alert, AlertRule, Observed};
 use super::idempotency::{self, IdempotencyKey};
 use super::templates::LayoutSource;
 use crate::error::{ApiError, FieldError, Problem, Violations};
 use crate::state::AppState;
+use crate::storage::alerts::NewAlert;
 use crate::storage::evaluations::{
-    DecidedEvaluation, EvaluationFilter, EvaluationRow, EvaluationWrite, RenderAnswer, WriteOutcome,
+    CommitEffects, DecidedEvaluation, EvaluationFilter, EvaluationRow, EvaluationWrite, Found,
+    WriteOutcome,
 };
 use crate::storage::StoreError;
 use crate::telemetry::EVALUATION_LATENCY;
@@ -114,27 +117,36 @@ struct Decided {
     decision: Decision,
 }
 
-/// An answer as decided, waiting for the change points its commit confirms.
-struct DecidedAnswer(EvaluateResponse);
+/// An evaluation as decided, waiting for what its commit finds: its answer gains the
+/// change points it confirmed, and the tenant's alert rules see both.
+struct Effects {
+    response: EvaluateResponse,
+    rules: Arc<Vec<AlertRule>>,
+    observed: Observed,
+}
 
-impl RenderAnswer for DecidedAnswer {
-    fn render(
-        &self,
-        change_points: &[ChangePoint],
-    ) -> Result<serde_json::Value, serde_json::Error> {
-        if change_points.is_empty() {
-            return serde_json::to_value(&self.0);
+impl CommitEffects for Effects {
+    fn answer(&self, found: &Found) -> Result<serde_json::Value, serde_json::Error> {
+        if found.change_points.is_empty() {
+            return serde_json::to_value(&self.response);
         }
-        let mut answer = self.0.clone();
-        let version = answer
-            .template_version_id
-            .as_deref()
-            .and_then(|s| Uuid::parse_str(s).ok());
-        answer.alerts = change_points
+        let mut answer = self.response.clone();
+        answer.alerts = found
+            .change_points
             .iter()
-            .map(|cp| Alert::change_point(answer.template_id.as_deref(), version, cp))
+            .map(|cp| {
+                Alert::change_point(
+                    answer.template_id.as_deref(),
+                    self.observed.template_version_id,
+                    cp,
+                )
+            })
             .collect();
         serde_json::to_value(&answer)
+    }
+
+    fn alerts(&self, found: &Found) -> Vec<NewAlert> {
+        alerts::raised(&self.rules, &self.observed, found)
     }
 }
 
@@ -227,11 +239,26 @@ async fn decide(
         // nobody but the database driver.
         request: sqlx::types::Json(request_json),
     };
+    let observed = Observed {
+        tenant_id,
+        evaluation_id: id,
+        at: created_at,
+        template_id: decided.template_id.clone(),
+        template_version_id: decided.template_version_id,
+        drift: decided.drift_score,
+        reliability: decided.reliability_score,
+        vendor: decided.extractor_vendor.clone(),
+    };
+    let rules = alerts::rules_for(state, tenant_id).await?;
     Ok(Decided {
         write: EvaluationWrite {
             observation: DriftObservation::from_evaluation(&evaluation),
             evaluation: decided,
-            answer: Box::new(DecidedAnswer(response)),
+            effects: Box::new(Effects {
+                response,
+                rules,
+                observed,
+            }),
             idempotency: None,
         },
         decision: evaluation.decision,

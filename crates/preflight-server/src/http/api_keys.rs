@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::extract::{ApiJson, Violations};
+use super::extract::{resource_id, ApiJson, Violations};
 use super::observe::RequestId;
 use crate::auth::keys::KeySpec;
 use crate::auth::{Principal, Scope, ScopeSet};
@@ -171,8 +171,7 @@ pub async fn list(
 }
 
 fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
-    // A malformed id cannot name anything: the same 404 as a missing or foreign one.
-    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound("api key".into()))
+    resource_id(raw, "api key")
 }
 
 /// Revokes a key at once on this instance, and on every replica within 5 seconds.

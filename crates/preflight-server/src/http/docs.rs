@@ -25,6 +25,7 @@ use crate::state::AppState;
         (name = "audit", description = "The append-only audit trail"),
         (name = "evaluations", description = "Decide documents, history and feedback"),
         (name = "templates", description = "Versioned layout templates and their drift"),
+        (name = "alerts", description = "Alert rules, and the alerts evaluations raise"),
     )
 )]
 pub struct ApiDoc;

@@ -166,6 +166,12 @@ pub fn parse_json_value<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError>
     }
 }
 
+/// A resource id from a path. A malformed one cannot name anything, so it is the same 404
+/// as a missing or another tenant's `what`.
+pub fn resource_id(raw: &str, what: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(raw).map_err(|_| ApiError::NotFound(what.to_string()))
+}
+
 /// Largest page any list route returns.
 pub const MAX_PAGE: i64 = 1000;
 /// Page size when the client names none.

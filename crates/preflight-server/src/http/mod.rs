@@ -1,5 +1,6 @@
 //! The HTTP surface: routes, and the layers every request passes through.
 
+pub mod alerts;
 pub mod api_keys;
 pub mod audit_logs;
 pub mod auth;
@@ -58,7 +59,13 @@ pub fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(templates::set_status))
         .routes(routes!(templates::add_exemplar))
         .routes(routes!(templates::drift))
-        .routes(routes!(templates::from_evaluation));
+        .routes(routes!(templates::from_evaluation))
+        .routes(routes!(alerts::create_rule, alerts::list_rules))
+        .routes(routes!(alerts::update_rule, alerts::delete_rule))
+        .routes(routes!(alerts::list_alerts))
+        .routes(routes!(alerts::get_alert))
+        .routes(routes!(alerts::acknowledge))
+        .routes(routes!(alerts::resolve));
     (probes, v1)
 }
 

@@ -2,8 +2,9 @@
 //!
 //! Evaluations arrive through the group-commit writer: one transaction per batch claims the
 //! idempotency keys, feeds each touched template's drift detector under a row lock (`FOR
-//! UPDATE` on PostgreSQL; SQLite serializes writers) and inserts the rows in multi-row
-//! statements. Feedback moves the evaluation's outcome with an optimistic check on the
+//! UPDATE` on PostgreSQL; SQLite serializes writers), claims each extractor vendor's first
+//! use by its tenant, and inserts the rows, their answers and the alerts they raise (the
+//! outbox webhook delivery reads) in multi-row statements. Feedback moves the evaluation's outcome with an optimistic check on the
 //! previous outcome, so the template's statistics move exactly once per change.
 
 use std::collections::BTreeMap;
@@ -18,13 +19,14 @@ use uuid::Uuid;
 pub use super::idempotency::IdempotencyRecord;
 pub use super::templates::{TemplateFilter, TemplateRow};
 
+use super::alerts::{first_uses_of_vendors, insert_alerts, NewAlert};
 use super::idempotency::{claim, claim_or_fail};
 use super::sql::{Arg, Query};
 use super::templates::bump_revision;
 use super::{SqlStore, StoreError};
 
 /// An evaluation as decided, before its commit: every stored column but the answer (rendered
-/// by the commit, see [`RenderAnswer`]) and the feedback (which comes later).
+/// by the commit, see [`CommitEffects`]) and the feedback (which comes later).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DecidedEvaluation {
     pub id: Uuid,
@@ -76,18 +78,30 @@ pub struct ChangePointRow {
     pub occurred_at: DateTime<Utc>,
 }
 
-/// Builds an evaluation's answer once its commit knows which change points it confirmed:
-/// the detector runs inside the commit, under the template's row lock, so the answer is
-/// rendered there, once, and stored and sent as rendered.
-pub trait RenderAnswer: Send + Sync {
-    fn render(&self, change_points: &[ChangePoint])
-        -> Result<serde_json::Value, serde_json::Error>;
+/// What the commit of an evaluation found, which its answer and its alerts depend on: the
+/// drift detector runs inside the commit, under the template's row lock, and a vendor's
+/// first use is claimed there, so only the commit knows.
+#[derive(Debug, Clone, Copy)]
+pub struct Found<'a> {
+    /// The change points this evaluation confirmed on its template.
+    pub change_points: &'a [ChangePoint],
+    /// Whether this is the tenant's first evaluation from its extractor vendor.
+    pub first_use_of_vendor: bool,
+}
+
+/// The parts of an evaluation that are decided by the domain's rules once the commit says
+/// what it found; each is built once, there, and stored (and sent) as built.
+pub trait CommitEffects: Send + Sync {
+    /// The answer, as stored, replayed and sent.
+    fn answer(&self, found: &Found) -> Result<serde_json::Value, serde_json::Error>;
+    /// The alerts the tenant's rules raise for it.
+    fn alerts(&self, found: &Found) -> Vec<NewAlert>;
 }
 
 /// One evaluation to commit, with what it does to its template's detector.
 pub struct EvaluationWrite {
     pub evaluation: DecidedEvaluation,
-    pub answer: Box<dyn RenderAnswer>,
+    pub effects: Box<dyn CommitEffects>,
     pub observation: Option<DriftObservation>,
     /// Claimed first; the commit stores the rendered answer with it (whatever answer the
     /// record holds is replaced).
@@ -308,19 +322,49 @@ impl EvaluationStore for SqlStore {
                 tx.execute(write).await?;
             }
         }
-        // 3. Each stored item's answer, rendered once now that its change points are
-        // known, then the rows in multi-row inserts and the answers with their keys.
+        // 3. Each vendor's first use by its tenant, claimed here so one evaluation sees it.
+        let mut uses: Vec<(Uuid, &str)> = batch
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| stored[*i])
+            .map(|(_, w)| {
+                (
+                    w.evaluation.tenant_id,
+                    w.evaluation.extractor_vendor.as_str(),
+                )
+            })
+            .collect();
+        uses.sort_unstable();
+        uses.dedup();
+        let at = batch
+            .first()
+            .map_or_else(Utc::now, |w| w.evaluation.created_at);
+        let mut first_uses = first_uses_of_vendors(&mut tx, &uses, at).await?;
+        // 4. Each stored item's answer and alerts, built once now that the commit knows
+        // what it found; then the rows, the keyed answers and the alerts.
         let mut answers: Vec<Option<serde_json::Value>> = Vec::with_capacity(batch.len());
+        let mut alerts = Vec::new();
         for (i, w) in batch.iter().enumerate() {
-            answers.push(if stored[i] {
-                let answer = w
-                    .answer
-                    .render(&change_points[i])
-                    .map_err(|e| StoreError::Other(format!("answer not rendered: {e}")))?;
-                Some(answer)
-            } else {
-                None
-            });
+            if !stored[i] {
+                answers.push(None);
+                continue;
+            }
+            let e = &w.evaluation;
+            let first = first_uses
+                .iter()
+                .position(|(t, v)| *t == e.tenant_id && *v == e.extractor_vendor)
+                .map(|p| first_uses.swap_remove(p))
+                .is_some();
+            let found = Found {
+                change_points: &change_points[i],
+                first_use_of_vendor: first,
+            };
+            let answer = w
+                .effects
+                .answer(&found)
+                .map_err(|e| StoreError::Other(format!("answer not rendered: {e}")))?;
+            answers.push(Some(answer));
+            alerts.extend(w.effects.alerts(&found));
         }
         let rows: Vec<(&EvaluationWrite, &serde_json::Value)> = batch
             .iter()
@@ -352,6 +396,7 @@ impl EvaluationStore for SqlStore {
                 .await?;
             }
         }
+        insert_alerts(&mut tx, alerts).await?;
         tx.commit().await?;
         Ok(answers
             .into_iter()

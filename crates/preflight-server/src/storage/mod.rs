@@ -6,6 +6,7 @@
 //! is in [`backend::Backend`]. The traits are split per aggregate, one module each. Each
 //! backend has its own versioned migrations under `migrations/<backend>/`.
 
+pub mod alerts;
 pub mod audit;
 mod backend;
 pub mod evaluations;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use alerts::AlertStore;
 pub use audit::AuditStore;
 pub use backend::Backend;
 pub use evaluations::EvaluationStore;
@@ -89,6 +91,7 @@ pub trait Store:
     + IdentityStore
     + AuditStore
     + IdempotencyStore
+    + AlertStore
     + Send
     + Sync
     + 'static

@@ -12,15 +12,14 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
-use preflight_engine::{
-    BoundingBox, ChangePoint, DriftDetectorState, DriftObservation, StructuralFeatures,
-};
+use preflight_engine::{BoundingBox, DriftDetectorState, DriftObservation, StructuralFeatures};
 use sqlx::types::Json;
 use sqlx::Connection;
 use uuid::Uuid;
 
+use super::alerts::NewAlert;
 use super::audit::{AuditFilter, NewAuditEvent};
-use super::evaluations::{DecidedEvaluation, EvaluationWrite, RenderAnswer, WriteOutcome};
+use super::evaluations::{CommitEffects, DecidedEvaluation, EvaluationWrite, Found, WriteOutcome};
 use super::idempotency::IdempotencyRecord;
 use super::identity::{Tenant, User};
 use super::templates::{TemplateRow, REVISIONS_CHUNK};
@@ -248,19 +247,19 @@ fn evaluation(tenant_id: Uuid) -> DecidedEvaluation {
 /// An answer that says how many change points its commit confirmed.
 struct CountingAnswer;
 
-impl RenderAnswer for CountingAnswer {
-    fn render(
-        &self,
-        change_points: &[ChangePoint],
-    ) -> Result<serde_json::Value, serde_json::Error> {
-        Ok(serde_json::json!({"decision": "NO_MATCH", "alerts": change_points.len()}))
+impl CommitEffects for CountingAnswer {
+    fn answer(&self, found: &Found) -> Result<serde_json::Value, serde_json::Error> {
+        Ok(serde_json::json!({"decision": "NO_MATCH", "alerts": found.change_points.len()}))
+    }
+    fn alerts(&self, _found: &Found) -> Vec<NewAlert> {
+        Vec::new()
     }
 }
 
 fn write(evaluation: DecidedEvaluation, idempotency: Option<IdempotencyRecord>) -> EvaluationWrite {
     EvaluationWrite {
         evaluation,
-        answer: Box::new(CountingAnswer),
+        effects: Box::new(CountingAnswer),
         observation: None,
         idempotency,
     }

@@ -73,7 +73,7 @@ fn features(boxes: &[Bx], columns: i64) -> Value {
 /// An invoice: logo and title, two key/value blocks, a line-item table, totals and a footer
 /// (53 boxes with five line items). `jitter` shifts every box a little; `items` is the
 /// number of line items.
-fn invoice(jitter: f64, items: usize) -> Value {
+pub(crate) fn invoice(jitter: f64, items: usize) -> Value {
     let mut b = vec![
         bx("title", 0.05, 0.04, 0.40, 0.05),
         bx("figure", 0.70, 0.03, 0.25, 0.08),
@@ -118,7 +118,7 @@ fn invoice(jitter: f64, items: usize) -> Value {
 }
 
 /// A dense two-column article page: nothing like an invoice.
-fn two_column_text() -> Value {
+pub(crate) fn two_column_text() -> Value {
     let mut b = vec![bx("title", 0.08, 0.05, 0.84, 0.06)];
     for col in 0..2 {
         let x = 0.08 + col as f64 * 0.44;
@@ -139,12 +139,12 @@ fn empty_extraction() -> Value {
     })
 }
 
-fn extractor() -> Value {
+pub(crate) fn extractor() -> Value {
     json!({"vendor": "aws", "model": "textract", "version": "2024-06", "confidence": 0.97,
            "latency_ms": 850.0, "cost_usd": 0.015})
 }
 
-fn doc(features: Value) -> Value {
+pub(crate) fn doc(features: Value) -> Value {
     json!({"structural_features": features, "extractor_metadata": extractor()})
 }
 
@@ -156,10 +156,10 @@ fn doc_tagged(features: Value, correlation: &str, pipeline: &str) -> Value {
 // ---------------------------------------------------------------------------------------
 // Harness
 
-struct Resp {
-    status: StatusCode,
-    headers: reqwest::header::HeaderMap,
-    body: Value,
+pub(crate) struct Resp {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) body: Value,
 }
 
 impl std::fmt::Debug for Resp {
@@ -169,14 +169,14 @@ impl std::fmt::Debug for Resp {
 }
 
 #[derive(Clone)]
-struct Api {
+pub(crate) struct Api {
     base: String,
     auth: (&'static str, String),
     client: reqwest::Client,
 }
 
 impl Api {
-    fn new(base: &str, auth: (&'static str, String)) -> Api {
+    pub(crate) fn new(base: &str, auth: (&'static str, String)) -> Api {
         Api {
             base: base.to_string(),
             auth,
@@ -184,7 +184,7 @@ impl Api {
         }
     }
 
-    async fn send(
+    pub(crate) async fn send(
         &self,
         method: Method,
         path: &str,
@@ -216,37 +216,37 @@ impl Api {
         }
     }
 
-    async fn get(&self, path: &str) -> Resp {
+    pub(crate) async fn get(&self, path: &str) -> Resp {
         self.send(Method::GET, path, None, &[]).await
     }
-    async fn post(&self, path: &str, body: &Value) -> Resp {
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> Resp {
         self.send(Method::POST, path, Some(body), &[]).await
     }
-    async fn put(&self, path: &str, body: &Value) -> Resp {
+    pub(crate) async fn put(&self, path: &str, body: &Value) -> Resp {
         self.send(Method::PUT, path, Some(body), &[]).await
     }
-    async fn patch(&self, path: &str, body: &Value) -> Resp {
+    pub(crate) async fn patch(&self, path: &str, body: &Value) -> Resp {
         self.send(Method::PATCH, path, Some(body), &[]).await
     }
-    async fn delete(&self, path: &str) -> Resp {
+    pub(crate) async fn delete(&self, path: &str) -> Resp {
         self.send(Method::DELETE, path, None, &[]).await
     }
 
     /// Evaluates one document and expects a decision.
-    async fn evaluate(&self, body: &Value) -> Value {
+    pub(crate) async fn evaluate(&self, body: &Value) -> Value {
         let r = self.post("/v1/evaluate", body).await;
         assert_eq!(r.status, 200, "{r:?}");
         r.body
     }
 
-    async fn create_template(&self, body: &Value) -> Value {
+    pub(crate) async fn create_template(&self, body: &Value) -> Value {
         let r = self.post("/v1/templates", body).await;
         assert_eq!(r.status, 201, "{r:?}");
         r.body
     }
 
     /// Every evaluation matching `query`, following cursors.
-    async fn all_evaluations(&self, query: &str) -> Vec<Value> {
+    pub(crate) async fn all_evaluations(&self, query: &str) -> Vec<Value> {
         let mut out = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
@@ -266,15 +266,15 @@ impl Api {
 }
 
 #[derive(Clone, Copy, Debug)]
-enum Backend {
+pub(crate) enum Backend {
     Embedded,
     Postgres,
 }
 
 /// A server with the first tenant's admin key. Fields drop in order: server, then database.
-struct Ctx {
-    server: TestServer,
-    api: Api,
+pub(crate) struct Ctx {
+    pub(crate) server: TestServer,
+    pub(crate) api: Api,
     _db: Option<TestDatabase>,
 }
 
@@ -286,7 +286,7 @@ fn base_options() -> ServerOptions {
         .with("API_KEY_SALT", test_secret())
 }
 
-async fn start(backend: Backend) -> Ctx {
+pub(crate) async fn start(backend: Backend) -> Ctx {
     let (options, db) = match backend {
         Backend::Embedded => (base_options(), None),
         Backend::Postgres => {
@@ -311,7 +311,7 @@ async fn start(backend: Backend) -> Ctx {
 }
 
 /// A second tenant through self-service signup, acting with its admin's bearer token.
-async fn second_tenant(ctx: &Ctx) -> Api {
+pub(crate) async fn second_tenant(ctx: &Ctx) -> Api {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let r = reqwest::Client::new()
         .post(ctx.server.url("/v1/auth/signup"))
@@ -347,6 +347,8 @@ macro_rules! on_both_backends {
     )*};
 }
 
+pub(crate) use on_both_backends;
+
 on_both_backends!(
     decisions_follow_the_registered_templates,
     feedback_moves_statistics_once_per_change_and_reliability_follows,
@@ -361,7 +363,7 @@ on_both_backends!(
 );
 
 /// A document whose extractor reports `confidence` for the whole page.
-fn doc_with_confidence(features: Value, confidence: f64, correlation: &str) -> Value {
+pub(crate) fn doc_with_confidence(features: Value, confidence: f64, correlation: &str) -> Value {
     let mut extractor = extractor();
     extractor["confidence"] = json!(confidence);
     json!({"structural_features": features, "extractor_metadata": extractor,
@@ -630,6 +632,15 @@ async fn a_lasting_change_is_an_alert_in_the_answer_that_confirms_it(backend: Ba
     assert_eq!(points.len(), 1, "{drift:?}");
     assert_eq!(points[0]["evaluation_id"], id);
     assert_eq!(points[0]["observation"], alert["observation"]);
+
+    // And the built-in change-point rule stored it as an alert, raised by that evaluation.
+    let stored = api.get("/v1/alerts?metric=change_point").await;
+    let items = stored.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{stored:?}");
+    assert_eq!(items[0]["evaluation_id"], id);
+    assert_eq!(items[0]["template_version_id"], tv.as_str());
+    assert_eq!(items[0]["details"]["series"], alert["series"]);
+    assert_eq!(items[0]["message"], alert["message"]);
 }
 
 async fn the_export_holds_the_tenants_versions_with_their_exemplars(backend: Backend) {

@@ -533,7 +533,8 @@ async fn full_key_lifecycle(backend: Backend) {
             "read",
             "templates:write",
             "keys:manage",
-            "admin"
+            "admin",
+            "alerts:manage"
         ])
     );
 }
@@ -911,7 +912,7 @@ async fn scopes_and_roles_are_enforced(backend: Backend) {
     assert_eq!(me.body["role"], "editor");
     assert_eq!(
         me.body["scopes"],
-        json!(["evaluate", "read", "templates:write"])
+        json!(["evaluate", "read", "templates:write", "alerts:manage"])
     );
     let me = s.get("/v1/auth/me", Cred::Bearer(&tokens[1].1)).await;
     assert_eq!(me.body["role"], "viewer");

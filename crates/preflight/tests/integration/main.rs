@@ -7,6 +7,7 @@
 
 mod support;
 
+mod alerts;
 mod cli;
 mod evaluation;
 mod foundation;

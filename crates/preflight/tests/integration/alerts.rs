@@ -1,0 +1,399 @@
+//! Alert rules and the alerts evaluations raise, end to end on the real binary and both
+//! backends: the built-ins while a tenant has no rules, its own rules (which replace them),
+//! occurrences of an unresolved alert, acknowledge and resolve, filters, validation, scopes
+//! and tenant isolation.
+
+use serde_json::{json, Value};
+
+use crate::evaluation::{
+    doc, doc_with_confidence, invoice, on_both_backends, second_tenant, start, two_column_text,
+    Api, Backend, Resp,
+};
+
+on_both_backends!(
+    the_builtins_apply_until_a_tenant_has_rules_and_repeats_are_occurrences,
+    rules_fire_past_their_thresholds_and_are_checked_scoped_and_isolated,
+);
+
+async fn alerts(api: &Api, query: &str) -> Vec<Value> {
+    let r = api.get(&format!("/v1/alerts?{query}")).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    r.body["items"].as_array().unwrap().clone()
+}
+
+fn from_vendor(mut body: Value, vendor: &str) -> Value {
+    body["extractor_metadata"]["vendor"] = json!(vendor);
+    body
+}
+
+fn assert_problem(r: &Resp, status: u16, field: Option<&str>) {
+    assert_eq!(r.status.as_u16(), status, "{r:?}");
+    assert!(
+        r.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/problem+json"),
+        "{r:?}"
+    );
+    if let Some(field) = field {
+        let fields: Vec<&str> = r.body["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect();
+        assert!(fields.contains(&field), "{field} not in {r:?}");
+    }
+}
+
+async fn the_builtins_apply_until_a_tenant_has_rules_and_repeats_are_occurrences(backend: Backend) {
+    let ctx = start(backend).await;
+    let api = &ctx.api;
+
+    // The tenant's first evaluation from a vendor: one info alert, and only once.
+    let first = api.evaluate(&doc(two_column_text())).await;
+    api.evaluate(&doc(two_column_text())).await;
+    let all = alerts(api, "").await;
+    assert_eq!(all.len(), 1, "{all:?}");
+    let a = &all[0];
+    assert_eq!(a["metric"], "unknown_provider");
+    assert_eq!(a["severity"], "info");
+    assert_eq!(a["status"], "open");
+    assert_eq!(a["rule_id"], Value::Null, "a built-in rule");
+    assert_eq!(a["evaluation_id"], first["evaluation_id"]);
+    assert_eq!(a["occurrences"], 1);
+    assert_eq!(a["delivery_status"], "no_endpoint");
+    assert_eq!(a["details"]["vendor"], "aws");
+
+    // A matched document from an extractor that is unsure of itself: reliability below
+    // 0.80 on the template, one alert however often it happens while unresolved.
+    api.create_template(&json!({"template_id": "inv", "structural_features": invoice(0.0, 5)}))
+        .await;
+    let unsure = doc_with_confidence(invoice(0.0, 5), 0.2, "unsure");
+    let e1 = api.evaluate(&unsure).await;
+    let e2 = api.evaluate(&unsure).await;
+    assert!(e1["reliability_score"].as_f64().unwrap() < 0.8, "{e1}");
+    let sure = api
+        .evaluate(&doc_with_confidence(invoice(0.0, 5), 0.99, "sure"))
+        .await;
+    assert!(sure["reliability_score"].as_f64().unwrap() >= 0.8, "{sure}");
+    let low = alerts(api, "metric=reliability").await;
+    assert_eq!(low.len(), 1, "{low:?}");
+    let low = &low[0];
+    assert_eq!(low["severity"], "warning");
+    assert_eq!(low["template_id"], "inv");
+    assert_eq!(low["threshold"], 0.8);
+    assert_eq!(low["occurrences"], 2);
+    assert_eq!(low["evaluation_id"], e1["evaluation_id"]);
+    assert_eq!(low["last_evaluation_id"], e2["evaluation_id"]);
+    assert_eq!(low["value"], e1["reliability_score"]);
+
+    // Filters.
+    assert_eq!(alerts(api, "severity=info").await.len(), 1);
+    assert_eq!(alerts(api, "status=open").await.len(), 2);
+    assert_eq!(alerts(api, "template_id=inv").await.len(), 1);
+    assert!(alerts(api, "status=resolved").await.is_empty());
+    let page = api.get("/v1/alerts?limit=1").await;
+    assert_eq!(page.body["items"].as_array().unwrap().len(), 1);
+    let cursor = page.body["next_cursor"].as_str().unwrap();
+    let rest = alerts(api, &format!("limit=1&cursor={cursor}")).await;
+    assert_eq!(rest.len(), 1);
+    assert_ne!(rest[0]["id"], page.body["items"][0]["id"]);
+    for bad in [
+        "severity=loud",
+        "metric=latency",
+        "status=closed",
+        "delivery_status=sent",
+    ] {
+        let field = bad.split('=').next().unwrap();
+        assert_problem(
+            &api.get(&format!("/v1/alerts?{bad}")).await,
+            422,
+            Some(field),
+        );
+    }
+
+    // Acknowledge (twice: the same answer), resolve, and no acknowledging a resolved one.
+    let id = low["id"].as_str().unwrap();
+    let acked = api
+        .post(&format!("/v1/alerts/{id}/acknowledge"), &json!({}))
+        .await;
+    assert_eq!(acked.status, 200, "{acked:?}");
+    assert_eq!(acked.body["status"], "acknowledged");
+    assert!(acked.body["acknowledged_by"]
+        .as_str()
+        .unwrap()
+        .starts_with("key:"));
+    let again = api
+        .post(&format!("/v1/alerts/{id}/acknowledge"), &json!({}))
+        .await;
+    assert_eq!(again.body, acked.body);
+    let resolved = api
+        .post(&format!("/v1/alerts/{id}/resolve"), &json!({}))
+        .await;
+    assert_eq!(resolved.status, 200, "{resolved:?}");
+    assert_eq!(resolved.body["status"], "resolved");
+    assert_problem(
+        &api.post(&format!("/v1/alerts/{id}/acknowledge"), &json!({}))
+            .await,
+        409,
+        None,
+    );
+    let one = api.get(&format!("/v1/alerts/{id}")).await;
+    assert_eq!(one.body, resolved.body);
+    // Once resolved, the next firing is a new alert.
+    api.evaluate(&unsure).await;
+    let reliability = alerts(api, "metric=reliability").await;
+    assert_eq!(reliability.len(), 2, "{reliability:?}");
+    assert_eq!(reliability[0]["status"], "open");
+    assert_eq!(reliability[0]["occurrences"], 1);
+    let audit = api.get("/v1/audit-logs?limit=20").await;
+    let actions: Vec<&str> = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"alert_acknowledged"), "{actions:?}");
+    assert!(actions.contains(&"alert_resolved"), "{actions:?}");
+
+    // Unknown ids, and malformed ones, are 404.
+    let nobody = uuid::Uuid::now_v7();
+    assert_problem(&api.get(&format!("/v1/alerts/{nobody}")).await, 404, None);
+    assert_problem(
+        &api.post("/v1/alerts/not-an-id/resolve", &json!({})).await,
+        404,
+        None,
+    );
+}
+
+async fn rules_fire_past_their_thresholds_and_are_checked_scoped_and_isolated(backend: Backend) {
+    let ctx = start(backend).await;
+    let api = &ctx.api;
+    api.create_template(&json!({"template_id": "inv", "structural_features": invoice(0.0, 5)}))
+        .await;
+
+    // A rule of the tenant's own: the built-ins stop (no unknown-provider alert for azure).
+    let created = api
+        .post(
+            "/v1/alert-rules",
+            &json!({"name": "shaky extraction", "metric": "reliability", "operator": "lt",
+                    "threshold": 0.95, "severity": "critical", "template_id": "inv"}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let rule = created.body.clone();
+    assert_eq!(rule["enabled"], true);
+    assert_eq!(rule["operator"], "lt");
+    let rule_id = rule["id"].as_str().unwrap();
+    let listed = api.get("/v1/alert-rules").await;
+    assert_eq!(listed.body["items"], json!([rule]));
+
+    let matched = api
+        .evaluate(&from_vendor(
+            doc_with_confidence(invoice(0.0, 5), 0.6, "m"),
+            "azure",
+        ))
+        .await;
+    assert_eq!(matched["template_id"], "inv", "{matched}");
+    let unmatched = api
+        .evaluate(&from_vendor(doc(two_column_text()), "azure"))
+        .await;
+    assert_eq!(unmatched["template_id"], Value::Null, "{unmatched}");
+    let all = alerts(api, "").await;
+    assert_eq!(
+        all.len(),
+        1,
+        "only the rule fired, on its template: {all:?}"
+    );
+    assert_eq!(all[0]["rule_id"], rule_id);
+    assert_eq!(all[0]["rule_name"], "shaky extraction");
+    assert_eq!(all[0]["severity"], "critical");
+    assert_eq!(all[0]["evaluation_id"], matched["evaluation_id"]);
+
+    // Disabled, it stops firing; its alert stays.
+    let off = api
+        .patch(
+            &format!("/v1/alert-rules/{rule_id}"),
+            &json!({"enabled": false}),
+        )
+        .await;
+    assert_eq!(off.status, 200, "{off:?}");
+    assert_eq!(off.body["enabled"], false);
+    assert_eq!(off.body["threshold"], 0.95, "fields not sent are kept");
+    let id = all[0]["id"].as_str().unwrap();
+    api.post(&format!("/v1/alerts/{id}/resolve"), &json!({}))
+        .await;
+    api.evaluate(&doc_with_confidence(invoice(0.0, 5), 0.6, "m2"))
+        .await;
+    assert_eq!(alerts(api, "status=open").await.len(), 0);
+
+    // An event rule: a new vendor.
+    let vendors = api
+        .post(
+            "/v1/alert-rules",
+            &json!({"name": "new extractor", "metric": "unknown_provider", "severity": "warning"}),
+        )
+        .await;
+    assert_eq!(vendors.status, 201, "{vendors:?}");
+    api.evaluate(&from_vendor(doc(two_column_text()), "google"))
+        .await;
+    let open = alerts(api, "status=open").await;
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["metric"], "unknown_provider");
+    assert_eq!(open[0]["details"]["vendor"], "google");
+    assert_eq!(open[0]["rule_id"], vendors.body["id"]);
+
+    // Every problem of a rule at once, with its field.
+    for (body, field) in [
+        (
+            json!({"name": "x", "metric": "latency", "severity": "info"}),
+            "metric",
+        ),
+        (
+            json!({"name": "x", "metric": "drift", "severity": "info"}),
+            "threshold",
+        ),
+        (
+            json!({"name": "x", "metric": "drift", "operator": "ge", "threshold": 0.3, "severity": "info"}),
+            "operator",
+        ),
+        (
+            json!({"name": "x", "metric": "drift", "operator": "gt", "threshold": 1.5, "severity": "info"}),
+            "threshold",
+        ),
+        (
+            json!({"name": "x", "metric": "change_point", "operator": "gt", "threshold": 0.5, "severity": "info"}),
+            "operator",
+        ),
+        (
+            json!({"name": "", "metric": "change_point", "severity": "info"}),
+            "name",
+        ),
+        (
+            json!({"name": "x", "metric": "change_point", "severity": "loud"}),
+            "severity",
+        ),
+        (
+            json!({"name": "x", "metric": "change_point", "severity": "info", "template_id": "no spaces"}),
+            "template_id",
+        ),
+    ] {
+        assert_problem(&api.post("/v1/alert-rules", &body).await, 422, Some(field));
+    }
+    let change = api
+        .patch(
+            &format!("/v1/alert-rules/{rule_id}"),
+            &json!({"threshold": 2.0}),
+        )
+        .await;
+    assert_problem(&change, 422, Some("threshold"));
+    let unknown_field = api
+        .patch(
+            &format!("/v1/alert-rules/{rule_id}"),
+            &json!({"colour": "red"}),
+        )
+        .await;
+    assert_eq!(unknown_field.status, 422, "{unknown_field:?}");
+    let everywhere = api
+        .patch(
+            &format!("/v1/alert-rules/{rule_id}"),
+            &json!({"template_id": null}),
+        )
+        .await;
+    assert_eq!(
+        everywhere.body["template_id"],
+        Value::Null,
+        "{everywhere:?}"
+    );
+
+    // A read-only key reads rules and alerts but changes neither.
+    let minted = api
+        .post(
+            "/v1/api-keys",
+            &json!({"name": "reader", "scopes": ["read"]}),
+        )
+        .await;
+    assert_eq!(minted.status, 201, "{minted:?}");
+    let reader = Api::new(
+        &ctx.server.base,
+        (
+            "x-api-key",
+            minted.body["key"].as_str().unwrap().to_string(),
+        ),
+    );
+    assert_eq!(reader.get("/v1/alert-rules").await.status, 200);
+    assert_eq!(reader.get("/v1/alerts").await.status, 200);
+    let denied = reader
+        .post(
+            "/v1/alert-rules",
+            &json!({"name": "x", "metric": "change_point", "severity": "info"}),
+        )
+        .await;
+    assert_problem(&denied, 403, None);
+    assert_eq!(denied.body["code"], "INSUFFICIENT_SCOPE");
+    let alert_id = open[0]["id"].as_str().unwrap();
+    assert_problem(
+        &reader
+            .post(&format!("/v1/alerts/{alert_id}/acknowledge"), &json!({}))
+            .await,
+        403,
+        None,
+    );
+
+    // Another tenant sees none of it, and cannot touch it.
+    let other = second_tenant(&ctx).await;
+    assert_eq!(other.get("/v1/alert-rules").await.body["items"], json!([]));
+    assert_eq!(alerts(&other, "").await, Vec::<Value>::new());
+    assert_problem(
+        &other.get(&format!("/v1/alerts/{alert_id}")).await,
+        404,
+        None,
+    );
+    for path in [
+        format!("/v1/alerts/{alert_id}/acknowledge"),
+        format!("/v1/alerts/{alert_id}/resolve"),
+    ] {
+        assert_problem(&other.post(&path, &json!({})).await, 404, None);
+    }
+    assert_problem(
+        &other
+            .patch(
+                &format!("/v1/alert-rules/{rule_id}"),
+                &json!({"enabled": true}),
+            )
+            .await,
+        404,
+        None,
+    );
+    assert_problem(
+        &other.delete(&format!("/v1/alert-rules/{rule_id}")).await,
+        404,
+        None,
+    );
+    assert_eq!(
+        api.get(&format!("/v1/alerts/{alert_id}")).await.body["status"],
+        "open"
+    );
+
+    // Deleted: gone, and a second delete is a 404.
+    assert_eq!(
+        api.delete(&format!("/v1/alert-rules/{rule_id}"))
+            .await
+            .status,
+        204
+    );
+    assert_problem(
+        &api.delete(&format!("/v1/alert-rules/{rule_id}")).await,
+        404,
+        None,
+    );
+    assert_problem(&api.delete("/v1/alert-rules/not-an-id").await, 404, None);
+    assert_eq!(
+        api.get("/v1/alert-rules").await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
