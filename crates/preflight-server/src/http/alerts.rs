@@ -15,13 +15,12 @@ use super::extract::{next_cursor, page, resource_id, ApiJson, ApiQuery, Violatio
 use super::observe::RequestId;
 use crate::auth::{Principal, Scope};
 use crate::domain::alerts::{
-    self, AlertMetric, AlertRuleView, AlertStatus, AlertView, DeliveryStatus, RuleChange, RuleSpec,
-    Severity,
+    self, AlertMetric, AlertRuleView, AlertStatus, DeliveryStatus, RuleChange, RuleSpec, Severity,
 };
 use crate::domain::audit::{self, AuditAction, AuditExt};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::storage::alerts::{AlertFilter, AlertTransition};
+use crate::storage::alerts::{AlertFilter, AlertRow, AlertTransition};
 
 #[derive(Serialize, ToSchema)]
 pub struct AlertRuleList {
@@ -116,7 +115,7 @@ pub struct AlertQuery {
 
 #[derive(Serialize, ToSchema)]
 pub struct AlertPage {
-    pub items: Vec<AlertView>,
+    pub items: Vec<AlertRow>,
     /// Pass as `cursor` for the next page; absent on the last one.
     pub next_cursor: Option<String>,
 }
@@ -187,7 +186,7 @@ pub async fn list_alerts(
     let rows = alerts::list_alerts(&state, tenant_id, &filter).await?;
     let next_cursor = next_cursor(&rows, limit, |r| r.id);
     Ok(Json(AlertPage {
-        items: rows.into_iter().map(AlertView::from).collect(),
+        items: rows,
         next_cursor,
     }))
 }
@@ -195,15 +194,15 @@ pub async fn list_alerts(
 #[utoipa::path(get, path = "/v1/alerts/{id}", tag = "alerts",
     params(("id" = Uuid, Path, description = "Alert id")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, body = AlertView), (status = 404, body = crate::error::Problem)))]
+    responses((status = 200, body = AlertRow), (status = 404, body = crate::error::Problem)))]
 pub async fn get_alert(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-) -> Result<Json<AlertView>, ApiError> {
+) -> Result<Json<AlertRow>, ApiError> {
     let tenant_id = principal.tenant_with(Scope::Read)?;
     let id = resource_id(&id, "alert")?;
-    Ok(Json(alerts::get_alert(&state, tenant_id, id).await?.into()))
+    Ok(Json(alerts::get_alert(&state, tenant_id, id).await?))
 }
 
 async fn move_alert(
@@ -212,7 +211,7 @@ async fn move_alert(
     principal: Principal,
     id: String,
     to: AlertTransition,
-) -> Result<Json<AlertView>, ApiError> {
+) -> Result<Json<AlertRow>, ApiError> {
     let tenant_id = principal.tenant_with(Scope::AlertsManage)?;
     let id = resource_id(&id, "alert")?;
     let action = match to {
@@ -221,9 +220,7 @@ async fn move_alert(
     };
     let event = audit::by(&principal, action).request(Some(&request_id));
     Ok(Json(
-        alerts::transition(&state, tenant_id, id, to, event)
-            .await?
-            .into(),
+        alerts::transition(&state, tenant_id, id, to, event).await?,
     ))
 }
 
@@ -231,14 +228,14 @@ async fn move_alert(
 #[utoipa::path(post, path = "/v1/alerts/{id}/acknowledge", tag = "alerts",
     params(("id" = Uuid, Path, description = "Alert id")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, body = AlertView), (status = 404, body = crate::error::Problem),
+    responses((status = 200, body = AlertRow), (status = 404, body = crate::error::Problem),
         (status = 409, body = crate::error::Problem)))]
 pub async fn acknowledge(
     State(state): State<AppState>,
     RequestId(request_id): RequestId,
     principal: Principal,
     Path(id): Path<String>,
-) -> Result<Json<AlertView>, ApiError> {
+) -> Result<Json<AlertRow>, ApiError> {
     move_alert(
         state,
         request_id,
@@ -253,12 +250,12 @@ pub async fn acknowledge(
 #[utoipa::path(post, path = "/v1/alerts/{id}/resolve", tag = "alerts",
     params(("id" = Uuid, Path, description = "Alert id")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, body = AlertView), (status = 404, body = crate::error::Problem)))]
+    responses((status = 200, body = AlertRow), (status = 404, body = crate::error::Problem)))]
 pub async fn resolve(
     State(state): State<AppState>,
     RequestId(request_id): RequestId,
     principal: Principal,
     Path(id): Path<String>,
-) -> Result<Json<AlertView>, ApiError> {
+) -> Result<Json<AlertRow>, ApiError> {
     move_alert(state, request_id, principal, id, AlertTransition::Resolve).await
 }

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use sqlx::types::Json;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::audit::NewAuditEvent;
@@ -54,26 +56,39 @@ pub struct NewAlert {
     pub created_at: DateTime<Utc>,
 }
 
-/// A stored alert.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// A stored alert, as the API shows it too. Strings hold the domain's enums by their wire
+/// names.
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, ToSchema)]
+#[schema(as = AlertRecord)]
 pub struct AlertRow {
     pub id: Uuid,
+    #[serde(skip)]
     pub tenant_id: Uuid,
+    /// `None` for a built-in rule.
     pub rule_id: Option<Uuid>,
     pub rule_name: String,
+    /// `drift`, `reliability`, `unknown_provider` or `change_point`.
     pub metric: String,
+    /// `info`, `warning` or `critical`.
     pub severity: String,
+    /// `open`, `acknowledged` or `resolved`.
     pub status: String,
+    #[serde(skip)]
     pub dedupe_key: String,
     pub template_id: Option<String>,
     pub template_version_id: Option<Uuid>,
+    /// The evaluation that raised it first, and the latest one that raised it again.
     pub evaluation_id: Uuid,
     pub last_evaluation_id: Uuid,
+    /// The value that crossed the threshold (the recent mean for a change point).
     pub value: Option<f64>,
     pub threshold: Option<f64>,
     pub message: String,
+    #[schema(value_type = Object)]
     pub details: Json<serde_json::Value>,
+    /// How many evaluations raised it while it was not resolved.
     pub occurrences: i64,
+    /// `no_endpoint`, `pending`, `delivered` or `failed`.
     pub delivery_status: String,
     pub created_at: DateTime<Utc>,
     pub last_seen_at: DateTime<Utc>,
@@ -319,32 +334,26 @@ impl AlertStore for SqlStore {
         r: &AlertRuleRow,
         audit: &NewAuditEvent,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.db.begin_write().await?;
-        let updated = tx
-            .execute(
-                Query::new(
-                    "UPDATE alert_rules SET name = $3, metric = $4, operator = $5, threshold = $6, \
+        let tx = self.db.begin_write().await?;
+        tx.change_one_with_audit(
+            Query::new(
+                "UPDATE alert_rules SET name = $3, metric = $4, operator = $5, threshold = $6, \
                      severity = $7, template_id = $8, enabled = $9, updated_at = $10 \
                      WHERE tenant_id = $1 AND id = $2",
-                )
-                .bind(r.tenant_id)
-                .bind(r.id)
-                .bind(&r.name)
-                .bind(&r.metric)
-                .bind(r.operator.as_deref())
-                .bind(r.threshold)
-                .bind(&r.severity)
-                .bind(r.template_id.as_deref())
-                .bind(r.enabled)
-                .bind(r.updated_at),
             )
-            .await?;
-        if updated != 1 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        tx.commit_with_audit(audit).await?;
-        Ok(true)
+            .bind(r.tenant_id)
+            .bind(r.id)
+            .bind(&r.name)
+            .bind(&r.metric)
+            .bind(r.operator.as_deref())
+            .bind(r.threshold)
+            .bind(&r.severity)
+            .bind(r.template_id.as_deref())
+            .bind(r.enabled)
+            .bind(r.updated_at),
+            audit,
+        )
+        .await
     }
 
     async fn delete_alert_rule(
@@ -353,20 +362,14 @@ impl AlertStore for SqlStore {
         id: Uuid,
         audit: &NewAuditEvent,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.db.begin_write().await?;
-        let deleted = tx
-            .execute(
-                Query::new("DELETE FROM alert_rules WHERE tenant_id = $1 AND id = $2")
-                    .bind(tenant_id)
-                    .bind(id),
-            )
-            .await?;
-        if deleted != 1 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        tx.commit_with_audit(audit).await?;
-        Ok(true)
+        let tx = self.db.begin_write().await?;
+        tx.change_one_with_audit(
+            Query::new("DELETE FROM alert_rules WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant_id)
+                .bind(id),
+            audit,
+        )
+        .await
     }
 
     async fn list_alerts(
@@ -428,15 +431,11 @@ impl AlertStore for SqlStore {
                  WHERE tenant_id = $1 AND id = $2 AND status IN ('open', 'acknowledged')"
             }
         };
-        let mut tx = self.db.begin_write().await?;
-        let moved = tx
-            .execute(Query::new(sql).bind(tenant_id).bind(id).bind(at).bind(by))
-            .await?;
-        if moved != 1 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        tx.commit_with_audit(audit).await?;
-        Ok(true)
+        let tx = self.db.begin_write().await?;
+        tx.change_one_with_audit(
+            Query::new(sql).bind(tenant_id).bind(id).bind(at).bind(by),
+            audit,
+        )
+        .await
     }
 }

@@ -84,6 +84,21 @@ impl Tx {
         self.execute(insert(event)).await?;
         self.commit().await
     }
+
+    /// Runs a change of one row: commits it with its audit event when it changed exactly
+    /// one row, rolls back (auditing nothing) otherwise. Says whether it committed.
+    pub async fn change_one_with_audit(
+        mut self,
+        change: Query,
+        event: &NewAuditEvent,
+    ) -> Result<bool, StoreError> {
+        if self.execute(change).await? != 1 {
+            self.rollback().await?;
+            return Ok(false);
+        }
+        self.commit_with_audit(event).await?;
+        Ok(true)
+    }
 }
 
 #[async_trait]
