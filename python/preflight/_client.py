@@ -296,8 +296,11 @@ class _Base:
                            correction_rules: Optional[List[Dict[str, Any]]] = None,
                            status: Optional[str] = None, from_: Optional[str] = None,
                            page_size: Optional[PageSize] = None,
+                           extractor: Optional[Dict[str, str]] = None,
                            idempotency_key: Optional[str] = None) -> _Call:
         body: Dict[str, Any] = {"template_id": template_id}
+        if extractor is not None:
+            body["extractor"] = {k: extractor[k] for k in ("vendor", "model", "version")}
         if isinstance(documents, (list, tuple)) and not _looks_like_paddle(documents):
             body["exemplars"] = [_features_dict(d, from_, page_size) for d in documents]
         else:
@@ -469,14 +472,17 @@ class Client(_Base):
                           correction_rules: Optional[List[Dict[str, Any]]] = None,
                           status: Optional[str] = None, from_: Optional[str] = None,
                           page_size: Optional[PageSize] = None,
+                          extractor: Optional[Dict[str, str]] = None,
                           idempotency_key: Optional[str] = None) -> Template:
         """``POST /v1/templates`` from one sample (a file, an object, features) or a list of
-        samples of the same layout (sent as ``exemplars``)."""
+        samples of the same layout (sent as ``exemplars``). ``extractor`` (``vendor``,
+        ``model``, ``version``) names the extractor of the samples: the template has seen it,
+        and a matched document from another is REVIEW with ``EXTRACTOR_CHANGED``."""
         return self._run(self._register_template(
             documents, template_id=template_id, version=version, name=name,
             description=description, baseline_reliability=baseline_reliability,
             correction_rules=correction_rules, status=status, from_=from_, page_size=page_size,
-            idempotency_key=idempotency_key))
+            extractor=extractor, idempotency_key=idempotency_key))
 
     def register_template_from_evaluation(
             self, evaluation_id: str, *, template_id: str, version: Optional[int] = None,
@@ -655,13 +661,14 @@ class AsyncClient(_Base):
                                 correction_rules: Optional[List[Dict[str, Any]]] = None,
                                 status: Optional[str] = None, from_: Optional[str] = None,
                                 page_size: Optional[PageSize] = None,
+                                extractor: Optional[Dict[str, str]] = None,
                                 idempotency_key: Optional[str] = None) -> Template:
         """See :meth:`Client.register_template`."""
         return await self._run(self._register_template(
             documents, template_id=template_id, version=version, name=name,
             description=description, baseline_reliability=baseline_reliability,
             correction_rules=correction_rules, status=status, from_=from_, page_size=page_size,
-            idempotency_key=idempotency_key))
+            extractor=extractor, idempotency_key=idempotency_key))
 
     async def register_template_from_evaluation(
             self, evaluation_id: str, *, template_id: str, version: Optional[int] = None,

@@ -288,6 +288,9 @@ class Template(_Answer):
     outcome_stats: Dict[str, OutcomeStats] = Field(default_factory=dict)
     created_at: datetime
     updated_at: datetime
+    seen_extractors: List[Dict[str, str]] = Field(default_factory=list)
+    """``{vendor, model, version}`` of the extractors this version has seen on confirmed
+    documents (a matched document from another is ``EXTRACTOR_CHANGED``)."""
     exemplars: Optional[List[StructuralFeatures]] = None
     """Only when fetched with ``include_exemplars=True``."""
 

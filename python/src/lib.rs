@@ -14,7 +14,7 @@
 //! and `json.loads` on the Python side is a single C call. The heavy work runs with the
 //! interpreter detached, so other Python threads keep running.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 
 use preflight_adapters::{
@@ -22,8 +22,8 @@ use preflight_adapters::{
     PageSize,
 };
 use preflight_engine::{
-    evaluate, validate, CorrectionRule, ExtractorMetadata, OutcomeStats, Policy, Reason,
-    StructuralFeatures, Template, TemplateIndex,
+    evaluate, validate, CorrectionRule, ExtractorIdentity, ExtractorMetadata, OutcomeStats, Policy,
+    Reason, StructuralFeatures, Template, TemplateIndex,
 };
 use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
@@ -121,6 +121,8 @@ struct TemplateRecord {
     #[serde(default)]
     outcome_stats: BTreeMap<String, OutcomeStats>,
     #[serde(default)]
+    seen_extractors: BTreeSet<ExtractorIdentity>,
+    #[serde(default)]
     exemplars: Option<Vec<StructuralFeatures>>,
 }
 
@@ -186,6 +188,7 @@ impl Engine {
                 )
             })?;
             t.outcome_stats = r.outcome_stats;
+            t.seen_extractors = r.seen_extractors;
             index.insert(t);
         }
         Ok(Engine {

@@ -85,7 +85,8 @@ def _calls():
         "BatchRequestSchema": c._evaluate_batch([FEATS]),
         "CreateTemplateRequest": c._register_template(
             FEATS, template_id="t", version=1, name="n", description="d", baseline_reliability=0.9,
-            correction_rules=[], status="active"),
+            correction_rules=[], status="active",
+            extractor={"vendor": "aws", "model": "textract", "version": "1"}),
         "CreateTemplateRequest#exemplars": c._register_template([FEATS, FEATS], template_id="t"),
         "AddExemplarRequest": c._add_exemplar("t", FEATS, version=1),
         "FromEvaluationRequest": c._register_from_evaluation(

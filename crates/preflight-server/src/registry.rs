@@ -60,6 +60,7 @@ pub fn build_engine_template(
         row.correction_rules.0.clone(),
     )?;
     t.outcome_stats = row.outcome_stats.0.clone();
+    t.seen_extractors = row.seen_extractors.0.clone();
     Ok(t)
 }
 

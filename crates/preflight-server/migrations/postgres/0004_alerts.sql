@@ -5,7 +5,7 @@ CREATE TABLE alert_rules (
     id           UUID PRIMARY KEY,
     tenant_id    UUID NOT NULL REFERENCES tenants (id),
     name         TEXT NOT NULL,
-    metric       TEXT NOT NULL CHECK (metric IN ('drift', 'reliability', 'unknown_provider', 'change_point')),
+    metric       TEXT NOT NULL CHECK (metric IN ('drift', 'reliability', 'unknown_provider', 'change_point', 'extractor_changed')),
     operator     TEXT CHECK (operator IN ('gt', 'lt', 'eq')),
     threshold    DOUBLE PRECISION,
     severity     TEXT NOT NULL CHECK (severity IN ('info', 'warning', 'critical')),

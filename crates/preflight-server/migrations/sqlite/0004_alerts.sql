@@ -5,7 +5,7 @@ CREATE TABLE alert_rules (
     id           BLOB PRIMARY KEY,
     tenant_id    BLOB NOT NULL REFERENCES tenants (id),
     name         TEXT NOT NULL,
-    metric       TEXT NOT NULL CHECK (metric IN ('drift', 'reliability', 'unknown_provider', 'change_point')),
+    metric       TEXT NOT NULL CHECK (metric IN ('drift', 'reliability', 'unknown_provider', 'change_point', 'extractor_changed')),
     operator     TEXT CHECK (operator IN ('gt', 'lt', 'eq')),
     threshold    REAL,
     severity     TEXT NOT NULL CHECK (severity IN ('info', 'warning', 'critical')),

@@ -90,14 +90,18 @@ pub enum AlertMetric {
     UnknownProvider,
     /// The template's drift detector confirmed a lasting change.
     ChangePoint,
+    /// A matched document came from an extractor (vendor, model or version) the template
+    /// has not seen (the evaluation's `EXTRACTOR_CHANGED` reason).
+    ExtractorChanged,
 }
 
 impl AlertMetric {
-    pub const ALL: [AlertMetric; 4] = [
+    pub const ALL: [AlertMetric; 5] = [
         AlertMetric::Drift,
         AlertMetric::Reliability,
         AlertMetric::UnknownProvider,
         AlertMetric::ChangePoint,
+        AlertMetric::ExtractorChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -106,7 +110,15 @@ impl AlertMetric {
             AlertMetric::Reliability => "reliability",
             AlertMetric::UnknownProvider => "unknown_provider",
             AlertMetric::ChangePoint => "change_point",
+            AlertMetric::ExtractorChanged => "extractor_changed",
         }
+    }
+
+    /// The names for an error message: "drift, reliability, ... or extractor_changed".
+    pub fn names() -> String {
+        let names: Vec<&str> = AlertMetric::ALL.iter().map(|m| m.as_str()).collect();
+        let (last, rest) = names.split_last().expect("metrics exist");
+        format!("{} or {last}", rest.join(", "))
     }
 
     pub fn parse(s: &str) -> Option<AlertMetric> {
@@ -329,6 +341,12 @@ pub fn builtin_rules() -> Vec<AlertRule> {
             None,
             Severity::Warning,
         ),
+        rule(
+            "built-in: extractor changed",
+            AlertMetric::ExtractorChanged,
+            None,
+            Severity::Warning,
+        ),
     ]
 }
 
@@ -356,6 +374,10 @@ pub struct Observed {
     pub drift: f64,
     pub reliability: f64,
     pub vendor: String,
+    /// `vendor/model/version` as sent.
+    pub extractor: String,
+    /// The `EXTRACTOR_CHANGED` reason's message, when the evaluation has one.
+    pub extractor_changed: Option<String>,
 }
 
 /// The alerts `rules` raise for an evaluation, given what its commit found.
@@ -423,6 +445,14 @@ pub fn raised(rules: &[AlertRule], o: &Observed, found: &Found) -> Vec<NewAlert>
                     out.push(alert(o.vendor.clone(), None, None, message, details));
                 }
             }
+            AlertMetric::ExtractorChanged => {
+                if let (Some(t), Some(why)) = (template, &o.extractor_changed) {
+                    let message = format!("template {t}: {why}");
+                    let details = serde_json::json!({"extractor": o.extractor});
+                    let dedupe = format!("{version}:{}", o.extractor);
+                    out.push(alert(dedupe, None, None, message, details));
+                }
+            }
             AlertMetric::ChangePoint => {
                 for cp in found.change_points {
                     let change = Alert::change_point(template, o.template_version_id, cp);
@@ -477,7 +507,7 @@ pub struct RuleSpec {
     /// 1 to 200 characters.
     pub name: String,
     /// `drift`, `reliability` (with `operator` and `threshold`), `unknown_provider`,
-    /// `change_point`.
+    /// `change_point`, `extractor_changed`.
     pub metric: String,
     /// `gt`, `lt` or `eq`; threshold metrics only.
     pub operator: Option<String>,
@@ -538,7 +568,7 @@ fn checked(spec: &RuleSpec, base: AlertRuleRow) -> Result<AlertRuleRow, ApiError
     v.check(
         metric.is_some(),
         "metric",
-        "must be drift, reliability, unknown_provider or change_point",
+        &format!("must be {}", AlertMetric::names()),
     );
     let severity = Severity::parse(&spec.severity);
     v.check(
@@ -830,6 +860,8 @@ mod tests {
             drift,
             reliability,
             vendor: "aws".into(),
+            extractor: "aws/textract/1".into(),
+            extractor_changed: None,
         }
     }
 
@@ -878,6 +910,19 @@ mod tests {
         let mut unmatched = observed(0.9, 0.9);
         unmatched.template_id = None;
         assert!(raised(&[builtin_rules().remove(0)], &unmatched, &NOTHING).is_empty());
+    }
+
+    #[test]
+    fn an_extractor_change_on_a_matched_template_is_an_alert_per_extractor() {
+        let rules = builtin_rules();
+        let mut changed = observed(0.0, 0.9);
+        changed.extractor_changed = Some("version 2 (template has seen 1)".into());
+        let alerts = raised(&rules, &changed, &NOTHING);
+        assert_eq!(metrics(&alerts), ["extractor_changed"]);
+        assert!(alerts[0].dedupe_key.ends_with(":aws/textract/1"));
+        assert!(alerts[0].message.contains("version 2"));
+        changed.template_id = None;
+        assert!(raised(&rules, &changed, &NOTHING).is_empty());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use preflight_engine::{
     evaluate as engine_evaluate, validate, Decision, DriftObservation, Evaluation,
-    ExtractorMetadata, OutcomeStats, Policy, StructuralFeatures, Template,
+    ExtractorIdentity, ExtractorMetadata, OutcomeStats, Policy, StructuralFeatures, Template,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -211,6 +211,7 @@ async fn decide(
         created_at,
         runner_up: evaluation.runner_up.clone(),
     };
+    let extractor = ExtractorIdentity::of(&req.extractor_metadata);
     let decided = DecidedEvaluation {
         id,
         tenant_id,
@@ -248,10 +249,20 @@ async fn decide(
         drift: decided.drift_score,
         reliability: decided.reliability_score,
         vendor: decided.extractor_vendor.clone(),
+        extractor: format!(
+            "{}/{}/{}",
+            extractor.vendor, extractor.model, extractor.version
+        ),
+        extractor_changed: evaluation
+            .reasons
+            .iter()
+            .find(|r| r.code == "EXTRACTOR_CHANGED")
+            .map(|r| r.message.clone()),
     };
     let rules = alerts::rules_for(state, tenant_id).await?;
     Ok(Decided {
         write: EvaluationWrite {
+            extractor,
             observation: DriftObservation::from_evaluation(&evaluation),
             evaluation: decided,
             effects: Box::new(Effects {
@@ -477,6 +488,17 @@ pub async fn list(
     Ok(state.store().list_evaluations(tenant_id, filter).await?)
 }
 
+/// The extractor a stored evaluation was sent from.
+fn extractor_of(evaluation: &EvaluationRow) -> Option<ExtractorIdentity> {
+    evaluation
+        .decided
+        .request
+        .0
+        .get("extractor_metadata")
+        .and_then(|e| serde_json::from_value::<ExtractorMetadata>(e.clone()).ok())
+        .map(|e| ExtractorIdentity::of(&e))
+}
+
 /// The layout a stored evaluation decided on, for registering it as a template.
 pub async fn layout_of(
     state: &AppState,
@@ -493,10 +515,12 @@ pub async fn layout_of(
         .cloned()
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("stored evaluation lacks features")))
         .and_then(|f| serde_json::from_value(f).map_err(ApiError::internal))?;
+    let extractor = extractor_of(&evaluation);
     Ok(LayoutSource::Evaluation {
         id,
         decision: evaluation.decided.decision,
         features,
+        extractor,
     })
 }
 
@@ -608,6 +632,12 @@ pub async fn record_feedback(
                 &eval.decided.extractor_model,
             );
             move_outcome(t.outcome_stats.0.entry(key).or_default(), previous, outcome);
+            // A confirmed document's extractor is one the version has now seen.
+            if outcome != FeedbackOutcome::Rejected {
+                if let Some(extractor) = extractor_of(&eval) {
+                    t.seen_extractors.0.insert(extractor);
+                }
+            }
             (t, expected)
         });
         let response = FeedbackResponse {

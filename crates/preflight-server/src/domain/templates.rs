@@ -9,11 +9,13 @@
 //! makes the save fail as stale, and the edit is re-applied to a fresh read, so no update is
 //! lost.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use preflight_engine::{CorrectionRule, DriftDetectorState, OutcomeStats, StructuralFeatures};
+use preflight_engine::{
+    CorrectionRule, DriftDetectorState, ExtractorIdentity, OutcomeStats, StructuralFeatures,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -143,6 +145,11 @@ pub struct TemplateView {
     pub outcome_stats: BTreeMap<String, OutcomeStats>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The extractors (`vendor`, `model`, `version`) this version has seen on confirmed
+    /// documents; a matched document from another is REVIEW with `EXTRACTOR_CHANGED`.
+    /// Empty until the first matched evaluation (or the `extractor` sent at registration).
+    #[schema(value_type = Vec<Object>)]
+    pub seen_extractors: Vec<ExtractorIdentity>,
     /// Only with `?include=exemplars`.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Object>>)]
@@ -165,6 +172,7 @@ impl TemplateView {
             outcome_stats: row.outcome_stats.0.clone(),
             created_at: row.created_at,
             updated_at: row.updated_at,
+            seen_extractors: row.seen_extractors.0.iter().cloned().collect(),
             exemplars: include_exemplars.then(|| row.exemplars.0.clone()),
         }
     }
@@ -235,6 +243,9 @@ pub async fn list(
         )
         .await?)
 }
+
+/// Longest vendor, model or version name of an extractor identity.
+const MAX_EXTRACTOR_FIELD: usize = 256;
 
 /// What an export document says it is, so a reader can refuse what it does not understand.
 pub const EXPORT_FORMAT: &str = "preflight-templates";
@@ -356,6 +367,8 @@ pub enum LayoutSource {
         id: Uuid,
         decision: String,
         features: StructuralFeatures,
+        /// The extractor that produced it, which the new version has then seen.
+        extractor: Option<ExtractorIdentity>,
     },
 }
 
@@ -369,6 +382,9 @@ pub struct NewVersion {
     pub correction_rules: Option<Vec<CorrectionRule>>,
     /// `active` (default) or `draft`, as sent.
     pub status: Option<String>,
+    /// The extractor that produced the exemplars, if the client says: the version has
+    /// seen it (else the first matched evaluation's extractor is the first it sees).
+    pub extractor: Option<ExtractorIdentity>,
 }
 
 /// A new version that passed every check.
@@ -381,6 +397,7 @@ struct ValidVersion {
     baseline_reliability: f64,
     correction_rules: Vec<CorrectionRule>,
     status: TemplateStatus,
+    seen_extractors: BTreeSet<ExtractorIdentity>,
 }
 
 impl ValidVersion {
@@ -399,6 +416,7 @@ impl ValidVersion {
             exemplars: sqlx::types::Json(self.exemplars.clone()),
             outcome_stats: sqlx::types::Json(BTreeMap::new()),
             detector_state: sqlx::types::Json(DriftDetectorState::new()),
+            seen_extractors: sqlx::types::Json(self.seen_extractors.clone()),
             evaluation_count: 0,
             revision: 0,
             created_at: now,
@@ -476,6 +494,24 @@ fn validate_new(spec: NewVersion, layout: &LayoutSource) -> Result<ValidVersion,
         "exemplars",
         "must hold at most 50 exemplar layouts",
     );
+    let extractor = match layout {
+        LayoutSource::Evaluation { extractor, .. } => extractor.clone(),
+        LayoutSource::Sent { .. } => spec.extractor.clone(),
+    };
+    if let Some(e) = &extractor {
+        for (name, value) in [
+            ("vendor", &e.vendor),
+            ("model", &e.model),
+            ("version", &e.version),
+        ] {
+            let n = value.trim().chars().count();
+            v.check(
+                (1..=MAX_EXTRACTOR_FIELD).contains(&n),
+                &format!("extractor.{name}"),
+                "must be 1 to 256 characters",
+            );
+        }
+    }
     let valid = ValidVersion {
         template_id: spec.template_id,
         version: spec.version,
@@ -487,6 +523,7 @@ fn validate_new(spec: NewVersion, layout: &LayoutSource) -> Result<ValidVersion,
             .unwrap_or(DEFAULT_BASELINE_RELIABILITY),
         correction_rules: spec.correction_rules.unwrap_or_default(),
         status,
+        seen_extractors: extractor.into_iter().collect(),
     };
     let row = valid.row(Uuid::nil(), valid.version.unwrap_or(1));
     match layout {
@@ -553,7 +590,7 @@ async fn refresh(state: &AppState, tenant_id: Uuid) {
 
 /// The answer of a creation: the view, or an earlier answer replayed for the same key.
 pub enum Created {
-    New(TemplateView),
+    New(Box<TemplateView>),
     Replayed(super::idempotency::Replay),
 }
 
@@ -610,7 +647,7 @@ pub async fn create(
         {
             Ok(_) => {
                 refresh(state, tenant_id).await;
-                return Ok(Created::New(view));
+                return Ok(Created::New(Box::new(view)));
             }
             Err(StoreError::IdempotencyKeyTaken) => {
                 // A concurrent retry of this request claimed the key: answer what it stored.

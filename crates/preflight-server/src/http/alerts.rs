@@ -102,7 +102,7 @@ pub struct AlertQuery {
     pub status: Option<String>,
     /// `info`, `warning` or `critical`.
     pub severity: Option<String>,
-    /// `drift`, `reliability`, `unknown_provider` or `change_point`.
+    /// `drift`, `reliability`, `unknown_provider`, `change_point` or `extractor_changed`.
     pub metric: Option<String>,
     /// `no_endpoint`, `pending`, `delivered` or `failed`.
     pub delivery_status: Option<String>,
@@ -164,7 +164,7 @@ pub async fn list_alerts(
         "metric",
         &q.metric,
         AlertMetric::parse,
-        "drift, reliability, unknown_provider or change_point",
+        &AlertMetric::names(),
     );
     one_of(
         &mut v,

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use preflight_engine::{CorrectionRule, StructuralFeatures};
+use preflight_engine::{CorrectionRule, ExtractorIdentity, StructuralFeatures};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -54,6 +54,10 @@ pub struct CreateTemplateRequest {
     pub correction_rules: Option<Vec<CorrectionRule>>,
     /// `active` (default) or `draft`.
     pub status: Option<String>,
+    /// `{vendor, model, version}` of the extractor that produced the exemplars: the version
+    /// has seen it, and names a document from another extractor `EXTRACTOR_CHANGED`.
+    #[schema(value_type = Option<Object>)]
+    pub extractor: Option<ExtractorIdentity>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -189,7 +193,7 @@ impl<S: Send + Sync> FromRequestParts<S> for TemplateTarget {
 
 fn created(outcome: Created) -> Response {
     match outcome {
-        Created::New(view) => (StatusCode::CREATED, Json(view)).into_response(),
+        Created::New(view) => (StatusCode::CREATED, Json(*view)).into_response(),
         Created::Replayed(r) => replayed(r),
     }
 }
@@ -226,6 +230,7 @@ pub async fn create(
         baseline_reliability: req.baseline_reliability,
         correction_rules: req.correction_rules,
         status: req.status,
+        extractor: req.extractor,
     };
     let event =
         audit::by(&principal, templates::action_for_create(&layout)).request(Some(&request_id));
@@ -265,6 +270,7 @@ pub async fn from_evaluation(
         baseline_reliability: req.baseline_reliability,
         correction_rules: req.correction_rules,
         status: None,
+        extractor: None,
     };
     let event =
         audit::by(&principal, templates::action_for_create(&layout)).request(Some(&request_id));

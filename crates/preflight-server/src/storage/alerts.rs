@@ -67,7 +67,7 @@ pub struct AlertRow {
     /// `None` for a built-in rule.
     pub rule_id: Option<Uuid>,
     pub rule_name: String,
-    /// `drift`, `reliability`, `unknown_provider` or `change_point`.
+    /// `drift`, `reliability`, `unknown_provider`, `change_point` or `extractor_changed`.
     pub metric: String,
     /// `info`, `warning` or `critical`.
     pub severity: String,

@@ -7,11 +7,11 @@
 //! outbox webhook delivery reads) in multi-row statements. Feedback moves the evaluation's outcome with an optimistic check on the
 //! previous outcome, so the template's statistics move exactly once per change.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use preflight_engine::{ChangePoint, DriftDetectorState, DriftObservation};
+use preflight_engine::{ChangePoint, DriftDetectorState, DriftObservation, ExtractorIdentity};
 use sqlx::types::Json;
 use uuid::Uuid;
 
@@ -98,9 +98,19 @@ pub trait CommitEffects: Send + Sync {
     fn alerts(&self, found: &Found) -> Vec<NewAlert>;
 }
 
+/// A template version's detector and seen extractors, read under its row lock.
+type DetectorRow = (
+    Uuid,
+    Uuid,
+    Json<DriftDetectorState>,
+    Json<BTreeSet<ExtractorIdentity>>,
+);
+
 /// One evaluation to commit, with what it does to its template's detector.
 pub struct EvaluationWrite {
     pub evaluation: DecidedEvaluation,
+    /// The extractor as sent (the row keeps only vendor and model).
+    pub extractor: ExtractorIdentity,
     pub effects: Box<dyn CommitEffects>,
     pub observation: Option<DriftObservation>,
     /// Claimed first; the commit stores the rendered answer with it (whatever answer the
@@ -262,7 +272,8 @@ impl EvaluationStore for SqlStore {
             // One read of every touched detector, locked in id order (a consistent
             // order, so concurrent batches on several replicas cannot deadlock).
             let read = Query::new(
-                "SELECT tenant_id, id, detector_state FROM templates WHERE (tenant_id, id) IN (",
+                "SELECT tenant_id, id, detector_state, seen_extractors FROM templates \
+                 WHERE (tenant_id, id) IN (",
             )
             .push_tuples(
                 per_template
@@ -271,12 +282,18 @@ impl EvaluationStore for SqlStore {
             )
             .push(") ORDER BY id")
             .push(tx.backend().lock_row());
-            let states: Vec<(Uuid, Uuid, Json<DriftDetectorState>)> = tx.fetch_all(read).await?;
+            let states: Vec<DetectorRow> = tx.fetch_all(read).await?;
             let mut updated = Vec::with_capacity(states.len());
-            for (tenant_id, tv, Json(mut state)) in states {
+            let mut first_seen = Vec::new();
+            for (tenant_id, tv, Json(mut state), Json(seen)) in states {
                 let Some(items) = per_template.get(&(tenant_id, tv)) else {
                     continue;
                 };
+                // A version that has seen no extractor yet learns its first matched one.
+                if seen.is_empty() {
+                    let first = &batch[items[0]].extractor;
+                    first_seen.push((tenant_id, tv, BTreeSet::from([first.clone()])));
+                }
                 for &i in items {
                     let w = &batch[i];
                     if let Some(cp) = w.observation.as_ref().and_then(|o| state.observe(o)) {
@@ -320,6 +337,22 @@ impl EvaluationStore for SqlStore {
                          FROM v WHERE templates.tenant_id = v.tenant_id AND templates.id = v.id",
                     );
                 tx.execute(write).await?;
+            }
+            // Rare (once a version): a changed decision input, so the tenant's template
+            // revision moves and every replica reloads the version.
+            for (tenant_id, tv, seen) in &first_seen {
+                let revision = bump_revision(&mut tx, *tenant_id).await?;
+                tx.execute(
+                    Query::new(
+                        "UPDATE templates SET seen_extractors = $3, revision = $4 \
+                         WHERE tenant_id = $1 AND id = $2",
+                    )
+                    .bind(*tenant_id)
+                    .bind(*tv)
+                    .bind(Arg::json(seen))
+                    .bind(revision),
+                )
+                .await?;
             }
         }
         // 3. Each vendor's first use by its tenant, claimed here so one evaluation sees it.
@@ -495,15 +528,16 @@ impl EvaluationStore for SqlStore {
             let saved = tx
                 .execute(
                     Query::new(
-                        "UPDATE templates SET outcome_stats = $3, revision = $4, updated_at = $5 \
-                         WHERE tenant_id = $1 AND id = $2 AND revision = $6",
+                        "UPDATE templates SET outcome_stats = $3, revision = $4, updated_at = $5, \
+                         seen_extractors = $7 WHERE tenant_id = $1 AND id = $2 AND revision = $6",
                     )
                     .bind(tenant_id)
                     .bind(row.id)
                     .bind(Arg::json(&row.outcome_stats))
                     .bind(revision)
                     .bind(at)
-                    .bind(expected),
+                    .bind(expected)
+                    .bind(Arg::json(&row.seen_extractors)),
                 )
                 .await?;
             if saved != 1 {

@@ -7,11 +7,11 @@
 //! group-commit writer updates the detector columns of the same rows under a row lock; the
 //! two never write the same columns.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use preflight_engine::{DriftDetectorState, OutcomeStats, StructuralFeatures};
+use preflight_engine::{DriftDetectorState, ExtractorIdentity, OutcomeStats, StructuralFeatures};
 use sqlx::types::Json;
 use uuid::Uuid;
 
@@ -34,6 +34,8 @@ pub struct TemplateRow {
     pub exemplars: Json<Vec<StructuralFeatures>>,
     pub outcome_stats: Json<BTreeMap<String, OutcomeStats>>,
     pub detector_state: Json<DriftDetectorState>,
+    /// The extractors this version has seen on confirmed documents (empty: not known yet).
+    pub seen_extractors: Json<BTreeSet<ExtractorIdentity>>,
     pub evaluation_count: i64,
     pub revision: i64,
     pub created_at: DateTime<Utc>,
@@ -110,7 +112,7 @@ pub const REVISIONS_CHUNK: usize = 500;
 
 const TEMPLATE_COLUMNS: &str = "id, tenant_id, template_id, version, name, description, status, \
      baseline_reliability, correction_rules, exemplars, outcome_stats, detector_state, \
-     evaluation_count, revision, created_at, updated_at";
+     evaluation_count, revision, created_at, updated_at, seen_extractors";
 
 fn select(condition: &str) -> Query {
     Query::new(format!(
@@ -268,7 +270,7 @@ impl TemplateStore for SqlStore {
         tx.execute(
             Query::new(format!(
                 "INSERT INTO templates ({TEMPLATE_COLUMNS}) VALUES \
-                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
             ))
             .bind(row.id)
             .bind(row.tenant_id)
@@ -286,6 +288,7 @@ impl TemplateStore for SqlStore {
             .bind(revision)
             .bind(row.created_at)
             .bind(row.updated_at)
+            .bind(Arg::json(&row.seen_extractors))
             .on_duplicate("this template_id and version exist already"),
         )
         .await?;
@@ -308,7 +311,7 @@ impl TemplateStore for SqlStore {
                 Query::new(
                     "UPDATE templates SET name = $3, description = $4, status = $5, \
                      baseline_reliability = $6, correction_rules = $7, exemplars = $8, \
-                     outcome_stats = $9, revision = $10, updated_at = $11 \
+                     outcome_stats = $9, revision = $10, updated_at = $11, seen_extractors = $13 \
                      WHERE tenant_id = $1 AND id = $2 AND revision = $12",
                 )
                 .bind(row.tenant_id)
@@ -322,7 +325,8 @@ impl TemplateStore for SqlStore {
                 .bind(Arg::json(&row.outcome_stats))
                 .bind(revision)
                 .bind(row.updated_at)
-                .bind(expected_revision),
+                .bind(expected_revision)
+                .bind(Arg::json(&row.seen_extractors)),
             )
             .await?;
         if updated != 1 {

@@ -199,6 +199,7 @@ pub(crate) fn template(tenant_id: Uuid, template_id: &str, version: i64) -> Temp
         exemplars: Json(vec![exemplar()]),
         outcome_stats: Json(BTreeMap::new()),
         detector_state: Json(DriftDetectorState::new()),
+        seen_extractors: Json(Default::default()),
         evaluation_count: 0,
         revision: 0,
         created_at: now(),
@@ -258,6 +259,11 @@ impl CommitEffects for CountingAnswer {
 
 fn write(evaluation: DecidedEvaluation, idempotency: Option<IdempotencyRecord>) -> EvaluationWrite {
     EvaluationWrite {
+        extractor: preflight_engine::ExtractorIdentity {
+            vendor: evaluation.extractor_vendor.clone(),
+            model: evaluation.extractor_model.clone(),
+            version: "1".into(),
+        },
         evaluation,
         effects: Box::new(CountingAnswer),
         observation: None,

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use preflight_engine::ExtractorIdentity;
 use serde_json::{json, Value};
 
 use super::evaluate::{runtime, Client, RequestError, ServerArgs, EXIT_USAGE};
@@ -64,9 +65,13 @@ fn register(args: RegisterArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_USAGE));
     }
     let mut layouts = Vec::with_capacity(args.files.len());
+    let mut extractors = std::collections::BTreeSet::new();
     for file in &args.files {
         match read_features(file, &args.input) {
-            Ok((_, output)) => layouts.push(output.structural_features),
+            Ok((_, output)) => {
+                extractors.insert(ExtractorIdentity::of(&output.extractor_metadata));
+                layouts.push(output.structural_features);
+            }
             Err(e) => {
                 eprintln!("preflight: {}: {e}", file.display());
                 return Ok(ExitCode::from(EXIT_FILE_FAILED));
@@ -79,6 +84,11 @@ fn register(args: RegisterArgs) -> anyhow::Result<ExitCode> {
         body["structural_features"] = json!(layouts[0]);
     } else {
         body["exemplars"] = json!(layouts);
+    }
+    // The samples' extractor is one the template has seen; with samples from several, the
+    // server learns them from matched evaluations instead.
+    if let (1, Some(extractor)) = (extractors.len(), extractors.first()) {
+        body["extractor"] = json!(extractor);
     }
     if let Some(v) = args.version {
         body["version"] = json!(v);

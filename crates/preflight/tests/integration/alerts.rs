@@ -3,7 +3,11 @@
 //! occurrences of an unresolved alert, acknowledge and resolve, filters, validation, scopes
 //! and tenant isolation.
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
+
+use crate::support::eventually;
 
 use crate::evaluation::{
     doc, doc_with_confidence, invoice, on_both_backends, second_tenant, start, two_column_text,
@@ -13,6 +17,7 @@ use crate::evaluation::{
 on_both_backends!(
     the_builtins_apply_until_a_tenant_has_rules_and_repeats_are_occurrences,
     rules_fire_past_their_thresholds_and_are_checked_scoped_and_isolated,
+    an_extractor_upgrade_is_named_reviewed_and_alerted_until_a_reviewer_confirms_it,
 );
 
 async fn alerts(api: &Api, query: &str) -> Vec<Value> {
@@ -396,4 +401,108 @@ async fn rules_fire_past_their_thresholds_and_are_checked_scoped_and_isolated(ba
             .len(),
         1
     );
+}
+
+fn with_version(mut body: Value, version: &str) -> Value {
+    body["extractor_metadata"]["version"] = json!(version);
+    body
+}
+
+fn reason_codes(evaluation: &Value) -> Vec<&str> {
+    evaluation["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["code"].as_str().unwrap())
+        .collect()
+}
+
+async fn an_extractor_upgrade_is_named_reviewed_and_alerted_until_a_reviewer_confirms_it(
+    backend: Backend,
+) {
+    let ctx = start(backend).await;
+    let api = &ctx.api;
+    // Registered with the extractor that produced the sample.
+    let created = api
+        .create_template(
+            &json!({"template_id": "inv", "structural_features": invoice(0.0, 5),
+            "extractor": {"vendor": "aws", "model": "textract", "version": "2024-06"}}),
+        )
+        .await;
+    assert_eq!(
+        created["seen_extractors"],
+        json!([{"vendor": "aws", "model": "textract", "version": "2024-06"}])
+    );
+    let same = api.evaluate(&doc(invoice(0.0, 5))).await;
+    assert_eq!(same["decision"], "MATCH", "{same}");
+
+    // The same layout from the upgraded extractor: identified, named, reviewed, alerted.
+    let upgraded = with_version(doc(invoice(0.0, 5)), "2025-01");
+    let first = api.evaluate(&upgraded).await;
+    assert_eq!(first["decision"], "REVIEW", "{first}");
+    assert_eq!(first["template_id"], "inv");
+    assert!(
+        reason_codes(&first).contains(&"EXTRACTOR_CHANGED"),
+        "{first}"
+    );
+    api.evaluate(&upgraded).await;
+    let changed = alerts(api, "metric=extractor_changed").await;
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!(changed[0]["occurrences"], 2);
+    assert_eq!(changed[0]["evaluation_id"], first["evaluation_id"]);
+    assert_eq!(changed[0]["details"]["extractor"], "aws/textract/2025-01");
+    assert!(
+        changed[0]["message"].as_str().unwrap().contains("2025-01"),
+        "{changed:?}"
+    );
+
+    // A reviewer confirms it: the version has seen the upgrade, which now matches.
+    let id = first["evaluation_id"].as_str().unwrap();
+    let fb = api
+        .post(
+            &format!("/v1/evaluations/{id}/feedback"),
+            &json!({"outcome": "correct"}),
+        )
+        .await;
+    assert_eq!(fb.status, 200, "{fb:?}");
+    let template = api.get("/v1/templates/inv").await;
+    assert_eq!(
+        template.body["seen_extractors"].as_array().unwrap().len(),
+        2,
+        "{template:?}"
+    );
+    let after = api.evaluate(&upgraded).await;
+    assert!(
+        !reason_codes(&after).contains(&"EXTRACTOR_CHANGED"),
+        "{after}"
+    );
+    assert_eq!(after["decision"], "MATCH", "{after}");
+
+    // Registered without an extractor: the first matched evaluation's is the first it sees.
+    api.create_template(
+        &json!({"template_id": "letter", "structural_features": two_column_text()}),
+    )
+    .await;
+    let seeded = api
+        .evaluate(&from_vendor(doc(two_column_text()), "azure"))
+        .await;
+    assert_eq!(seeded["template_id"], "letter", "{seeded}");
+    assert!(
+        !reason_codes(&seeded).contains(&"EXTRACTOR_CHANGED"),
+        "{seeded}"
+    );
+    let seen = api.get("/v1/templates/letter").await;
+    assert_eq!(
+        seen.body["seen_extractors"],
+        json!([{"vendor": "azure", "model": "textract", "version": "2024-06"}])
+    );
+    // Every replica reloads the version (its revision moved), this one included.
+    let other = with_version(from_vendor(doc(two_column_text()), "azure"), "v4");
+    let named = eventually(Duration::from_secs(5), || async {
+        let e = api.evaluate(&other).await;
+        reason_codes(&e).contains(&"EXTRACTOR_CHANGED").then_some(e)
+    })
+    .await
+    .expect("the seeded extractor was never used to name a change");
+    assert_eq!(named["template_id"], "letter");
 }

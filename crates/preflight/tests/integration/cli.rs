@@ -992,8 +992,24 @@ async fn templates_register_sends_the_layout_and_prints_the_created_template() {
     fields.sort();
     assert_eq!(
         fields,
-        ["name", "structural_features", "template_id", "version"]
+        [
+            "extractor",
+            "name",
+            "structural_features",
+            "template_id",
+            "version"
+        ]
     );
+    // The sample's extractor, which the template has then seen.
+    let mut extractor: Vec<&str> = body["extractor"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    extractor.sort();
+    assert_eq!(extractor, ["model", "vendor", "version"]);
+    assert_eq!(body["extractor"]["vendor"], "tesseract");
     assert_eq!(body["template_id"], "inv");
     assert_eq!(body["version"], 3);
     assert_eq!(
@@ -1113,9 +1129,15 @@ async fn a_registered_sample_matches_itself_and_other_layouts_stay_new() {
     );
     assert_eq!(a["match_confidence"], 1.0, "{a}");
     assert_eq!(a["template_id"], "letterhead");
-    // The same page read by another engine is the same layout.
+    // The same page read by another engine is the same layout, from an extractor the
+    // template has not seen: named, for review.
     let tsv = by_file("docs/a.tsv");
     assert_eq!(tsv["template_id"], "letterhead", "{tsv}");
+    assert_eq!(tsv["decision"], "REVIEW", "{tsv}");
+    assert!(
+        tsv["reasons"].to_string().contains("EXTRACTOR_CHANGED"),
+        "{tsv}"
+    );
     assert_eq!(by_file("docs/b.json")["decision"], "NEW");
     assert_eq!(lines.last().unwrap()["summary"]["decisions"]["NEW"], 1);
 }
