@@ -36,6 +36,10 @@ from ._errors import (
 from ._features import PageSize, features
 from ._models import (
     Alert,
+    AlertPage,
+    AlertRecord,
+    AlertRule,
+    AlertRuleList,
     BatchItem,
     BatchResult,
     BoundingBox,
@@ -68,6 +72,10 @@ from . import _errors, _models
 
 __all__ = [
     "Alert",
+    "AlertPage",
+    "AlertRecord",
+    "AlertRule",
+    "AlertRuleList",
     "__version__",
     "ENGINE_VERSION",
     "features",

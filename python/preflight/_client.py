@@ -40,6 +40,10 @@ from . import _native
 from ._errors import PreflightError, TransportError, api_error
 from ._features import PageSize, _features_of_bytes, features, to_bytes
 from ._models import (
+    AlertPage,
+    AlertRecord,
+    AlertRule,
+    AlertRuleList,
     BatchResult,
     Evaluation,
     EvaluationPage,
@@ -265,7 +269,7 @@ class _Base:
                 request_id=response.headers.get("x-request-id"),
             )
         if call.model is None:
-            return response.json()
+            return response.json() if response.content else None
         return call.model.model_validate_json(response.content)
 
     # -- the routes ---------------------------------------------------------------------------
@@ -381,6 +385,41 @@ class _Base:
                         bucket: Optional[str] = None) -> _Call:
         params = {"version": version, "from": from_, "to": to, "bucket": bucket}
         return _Call("GET", f"/v1/templates/{_segment(id)}/drift", DriftReport, params=params)
+
+    def _create_alert_rule(self, *, name: str, metric: str, severity: str,
+                           operator: Optional[str] = None, threshold: Optional[float] = None,
+                           template_id: Optional[str] = None,
+                           enabled: Optional[bool] = None) -> _Call:
+        body: Dict[str, Any] = {"name": name, "metric": metric, "severity": severity}
+        for k, v in (("operator", operator), ("threshold", threshold),
+                     ("template_id", template_id), ("enabled", enabled)):
+            if v is not None:
+                body[k] = v
+        return _Call("POST", "/v1/alert-rules", AlertRule, _body(body))
+
+    def _list_alert_rules(self) -> _Call:
+        return _Call("GET", "/v1/alert-rules", AlertRuleList)
+
+    def _update_alert_rule(self, id: str, changes: Dict[str, Any]) -> _Call:
+        return _Call("PATCH", f"/v1/alert-rules/{_segment(id)}", AlertRule, _body(changes))
+
+    def _delete_alert_rule(self, id: str) -> _Call:
+        return _Call("DELETE", f"/v1/alert-rules/{_segment(id)}", None)
+
+    def _list_alerts(self, *, status: Optional[str] = None, severity: Optional[str] = None,
+                     metric: Optional[str] = None, delivery_status: Optional[str] = None,
+                     template_id: Optional[str] = None, limit: Optional[int] = None,
+                     cursor: Optional[str] = None) -> _Call:
+        params = {"status": status, "severity": severity, "metric": metric,
+                  "delivery_status": delivery_status, "template_id": template_id,
+                  "limit": limit, "cursor": cursor}
+        return _Call("GET", "/v1/alerts", AlertPage, params=params)
+
+    def _get_alert(self, id: str) -> _Call:
+        return _Call("GET", f"/v1/alerts/{_segment(id)}", AlertRecord)
+
+    def _move_alert(self, id: str, to: str) -> _Call:
+        return _Call("POST", f"/v1/alerts/{_segment(id)}/{to}", AlertRecord)
 
     def _export_templates(self, *, status: Optional[str] = None,
                           template_id: Optional[str] = None) -> _Call:
@@ -572,6 +611,60 @@ class Client(_Base):
         return self._run(self._template_drift(id, version=version, from_=from_, to=to,
                                               bucket=bucket))
 
+    def create_alert_rule(self, *, name: str, metric: str, severity: str,
+                          operator: Optional[str] = None, threshold: Optional[float] = None,
+                          template_id: Optional[str] = None,
+                          enabled: Optional[bool] = None) -> AlertRule:
+        """``POST /v1/alert-rules`` (docs/alerts.md). A tenant's first rule replaces the
+        built-in rules."""
+        return self._run(self._create_alert_rule(
+            name=name, metric=metric, severity=severity, operator=operator,
+            threshold=threshold, template_id=template_id, enabled=enabled))
+
+    def list_alert_rules(self) -> List[AlertRule]:
+        """``GET /v1/alert-rules``: the tenant's rules in creation order."""
+        return self._run(self._list_alert_rules()).items
+
+    def update_alert_rule(self, id: str, **changes: Any) -> AlertRule:
+        """``PATCH /v1/alert-rules/{id}`` with the fields given (``enabled=False``;
+        ``template_id=None`` widens the rule to every template)."""
+        return self._run(self._update_alert_rule(id, changes))
+
+    def delete_alert_rule(self, id: str) -> None:
+        """``DELETE /v1/alert-rules/{id}``."""
+        self._run(self._delete_alert_rule(id))
+
+    def list_alerts(self, *, status: Optional[str] = None, severity: Optional[str] = None,
+                    metric: Optional[str] = None, delivery_status: Optional[str] = None,
+                    template_id: Optional[str] = None, limit: Optional[int] = None,
+                    cursor: Optional[str] = None) -> AlertPage:
+        """``GET /v1/alerts`` (one page, newest first)."""
+        return self._run(self._list_alerts(
+            status=status, severity=severity, metric=metric, delivery_status=delivery_status,
+            template_id=template_id, limit=limit, cursor=cursor))
+
+    def iter_alerts(self, **filters: Any) -> Iterator[AlertRecord]:
+        """Every alert matching ``filters``, newest first, following the cursor."""
+        cursor = None
+        while True:
+            page = self.list_alerts(cursor=cursor, **filters)
+            yield from page.items
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    def get_alert(self, id: str) -> AlertRecord:
+        """``GET /v1/alerts/{id}``."""
+        return self._run(self._get_alert(id))
+
+    def acknowledge_alert(self, id: str) -> AlertRecord:
+        """``POST /v1/alerts/{id}/acknowledge``."""
+        return self._run(self._move_alert(id, "acknowledge"))
+
+    def resolve_alert(self, id: str) -> AlertRecord:
+        """``POST /v1/alerts/{id}/resolve``."""
+        return self._run(self._move_alert(id, "resolve"))
+
     def export_templates(self, *, status: Optional[str] = None,
                          template_id: Optional[str] = None) -> Dict[str, Any]:
         """``GET /v1/templates/export``: the tenant's versions (or those of ``status`` /
@@ -743,6 +836,50 @@ class AsyncClient(_Base):
         """See :meth:`Client.template_drift`."""
         return await self._run(self._template_drift(id, version=version, from_=from_, to=to,
                                                     bucket=bucket))
+
+    async def create_alert_rule(self, *, name: str, metric: str, severity: str,
+                                operator: Optional[str] = None,
+                                threshold: Optional[float] = None,
+                                template_id: Optional[str] = None,
+                                enabled: Optional[bool] = None) -> AlertRule:
+        """See :meth:`Client.create_alert_rule`."""
+        return await self._run(self._create_alert_rule(
+            name=name, metric=metric, severity=severity, operator=operator,
+            threshold=threshold, template_id=template_id, enabled=enabled))
+
+    async def list_alert_rules(self) -> List[AlertRule]:
+        """See :meth:`Client.list_alert_rules`."""
+        return (await self._run(self._list_alert_rules())).items
+
+    async def update_alert_rule(self, id: str, **changes: Any) -> AlertRule:
+        """See :meth:`Client.update_alert_rule`."""
+        return await self._run(self._update_alert_rule(id, changes))
+
+    async def delete_alert_rule(self, id: str) -> None:
+        """See :meth:`Client.delete_alert_rule`."""
+        await self._run(self._delete_alert_rule(id))
+
+    async def list_alerts(self, *, status: Optional[str] = None,
+                          severity: Optional[str] = None, metric: Optional[str] = None,
+                          delivery_status: Optional[str] = None,
+                          template_id: Optional[str] = None, limit: Optional[int] = None,
+                          cursor: Optional[str] = None) -> AlertPage:
+        """See :meth:`Client.list_alerts`."""
+        return await self._run(self._list_alerts(
+            status=status, severity=severity, metric=metric, delivery_status=delivery_status,
+            template_id=template_id, limit=limit, cursor=cursor))
+
+    async def get_alert(self, id: str) -> AlertRecord:
+        """See :meth:`Client.get_alert`."""
+        return await self._run(self._get_alert(id))
+
+    async def acknowledge_alert(self, id: str) -> AlertRecord:
+        """See :meth:`Client.acknowledge_alert`."""
+        return await self._run(self._move_alert(id, "acknowledge"))
+
+    async def resolve_alert(self, id: str) -> AlertRecord:
+        """See :meth:`Client.resolve_alert`."""
+        return await self._run(self._move_alert(id, "resolve"))
 
     async def export_templates(self, *, status: Optional[str] = None,
                                template_id: Optional[str] = None) -> Dict[str, Any]:

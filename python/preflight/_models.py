@@ -202,6 +202,58 @@ class Alert(_Answer):
     message: str
 
 
+class AlertRule(_Answer):
+    """An alert rule (``/v1/alert-rules``, docs/alerts.md)."""
+
+    id: str
+    name: str
+    metric: str
+    operator: Optional[str] = None
+    threshold: Optional[float] = None
+    severity: str
+    template_id: Optional[str] = None
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class AlertRuleList(_Answer):
+    items: List[AlertRule]
+
+
+class AlertRecord(_Answer):
+    """A stored alert (``GET /v1/alerts``): what a rule found, with its occurrences and
+    whether someone acknowledged or resolved it."""
+
+    id: str
+    rule_id: Optional[str] = None
+    rule_name: str
+    metric: str
+    severity: str
+    status: str
+    template_id: Optional[str] = None
+    template_version_id: Optional[str] = None
+    evaluation_id: str
+    last_evaluation_id: str
+    value: Optional[float] = None
+    threshold: Optional[float] = None
+    message: str
+    details: Dict[str, Any] = Field(default_factory=dict)
+    occurrences: int
+    delivery_status: str
+    created_at: datetime
+    last_seen_at: datetime
+    acknowledged_at: Optional[datetime] = None
+    acknowledged_by: Optional[str] = None
+    resolved_at: Optional[datetime] = None
+    resolved_by: Optional[str] = None
+
+
+class AlertPage(_Answer):
+    items: List[AlertRecord]
+    next_cursor: Optional[str] = None
+
+
 class Evaluation(_Decided):
     """The server's answer to ``POST /v1/evaluate`` (and one history entry's core)."""
 

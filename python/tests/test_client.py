@@ -304,3 +304,48 @@ def test_check_three_lines(server, monkeypatch):
     with pytest.raises(pf.PreflightError, match="PREFLIGHT_API_KEY"):
         pf.check(textract_response)
     assert "pf_" not in repr(pf.Client(server.url, server.api_key))
+
+
+def test_alert_rules_and_alerts(server):
+    with preflight.Client(server.url, server.api_key) as c:
+        tid = _tid("alerts")
+        c.register_template(AZ / "Invoice_1.pdf.ocr.json", template_id=tid)
+        rule = c.create_alert_rule(name="py shaky", metric="reliability", operator="lt",
+                                   threshold=0.999, severity="critical")
+        try:
+            assert isinstance(rule, preflight.AlertRule)
+            assert (rule.metric, rule.operator, rule.threshold, rule.enabled) == (
+                "reliability", "lt", 0.999, True)
+            assert rule.id in [r.id for r in c.list_alert_rules()]
+            e = c.evaluate(AZ / "Invoice_2.pdf.ocr.json")
+            # Other tests register the same layout: any of those templates may match.
+            assert e.template is not None and e.reliability_score < 0.999
+            mine = [a for a in c.iter_alerts(metric="reliability") if a.rule_id == rule.id]
+            assert len(mine) == 1
+            alert = mine[0]
+            assert isinstance(alert, preflight.AlertRecord)
+            assert (alert.evaluation_id, alert.severity, alert.status) == (
+                e.evaluation_id, "critical", "open")
+            assert c.get_alert(alert.id).id == alert.id
+            assert c.acknowledge_alert(alert.id).status == "acknowledged"
+            assert c.resolve_alert(alert.id).status == "resolved"
+            off = c.update_alert_rule(rule.id, enabled=False, template_id=tid)
+            assert (off.enabled, off.template_id, off.threshold) == (False, tid, 0.999)
+            assert c.update_alert_rule(rule.id, template_id=None).template_id is None
+            with pytest.raises(preflight.ValidationError) as bad:
+                c.create_alert_rule(name="x", metric="latency", severity="info")
+            assert "metric" in [f.field for f in bad.value.errors]
+            with pytest.raises(preflight.NotFoundError):
+                c.get_alert(str(uuid.uuid4()))
+        finally:
+            assert c.delete_alert_rule(rule.id) is None
+        assert rule.id not in [r.id for r in c.list_alert_rules()]
+
+    async def run():
+        async with preflight.AsyncClient(server.url, server.api_key) as a:
+            page = await a.list_alerts(limit=1)
+            assert isinstance(page, preflight.AlertPage)
+            rules = await a.list_alert_rules()
+            assert all(isinstance(r, preflight.AlertRule) for r in rules)
+
+    asyncio.run(run())

@@ -19,6 +19,10 @@ FEATS = preflight.features(
 ANSWERS = {
     "EvaluateResponse": preflight.Evaluation,
     "Alert": preflight.Alert,
+    "AlertRuleView": preflight.AlertRule,
+    "AlertRuleList": preflight.AlertRuleList,
+    "AlertRecord": preflight.AlertRecord,
+    "AlertPage": preflight.AlertPage,
     "BatchResponse": preflight.BatchResult,
     "BatchItem": preflight.BatchItem,
     "Problem": preflight.Problem,
@@ -95,6 +99,11 @@ def _calls():
         "StatusRequest": c._set_template_status("t", "active", version=1),
         "FeedbackRequest": c._feedback("e", "correct", field_error_count=1, review_seconds=1.0,
                                        source="s"),
+        "RuleSpec": c._create_alert_rule(name="n", metric="drift", severity="warning",
+                                         operator="gt", threshold=0.3, template_id="t",
+                                         enabled=True),
+        "RuleChange": c._update_alert_rule("r", {"name": "n", "enabled": False,
+                                                 "template_id": None}),
         None: [c._get_template("t", version=1, include_exemplars=True),
                c._list_templates(status="active", template_id="t", limit=1, cursor="x"),
                c._list_evaluations(decision="MATCH", template_id="t", correlation_id="c",
@@ -102,7 +111,12 @@ def _calls():
                                    from_=when, to=when, limit=1, cursor="x"),
                c._get_evaluation("e"),
                c._template_drift("t", version=1, from_=when, to=when, bucket="day"),
-               c._export_templates(status="active", template_id="t")],
+               c._export_templates(status="active", template_id="t"),
+               c._list_alert_rules(), c._delete_alert_rule("r"), c._get_alert("a"),
+               c._move_alert("a", "acknowledge"), c._move_alert("a", "resolve"),
+               c._list_alerts(status="open", severity="info", metric="drift",
+                              delivery_status="no_endpoint", template_id="t", limit=1,
+                              cursor="x")],
     }
 
 
