@@ -14,6 +14,7 @@ use crate::auth::{KeyVerifier, ScopeSet, USAGE_FLUSH_INTERVAL};
 use crate::config::{redact_url, Config, StorageConfig};
 use crate::domain::audit::{self, AuditAction, AuditExt};
 use crate::domain::identity::{self, Acting};
+use crate::outbound::{AddressGuard, Outbound, Sealer};
 use crate::rate_limit::RateLimiter;
 use crate::redis_link::RedisLink;
 use crate::registry::TemplateRegistry;
@@ -78,6 +79,11 @@ pub async fn build_state(config: Config, metrics: PrometheusHandle) -> anyhow::R
         )),
         writer: EvaluationWriter::start(store.clone()),
         alert_rules: Default::default(),
+        outbound: Outbound::new(
+            AddressGuard::new(config.webhooks.allowed_cidrs.clone()),
+            config.webhooks.timeout,
+        )?,
+        sealer: Sealer::new(keys.api_key_salt.expose()),
         evaluations: Default::default(),
         config,
         store,
@@ -86,6 +92,7 @@ pub async fn build_state(config: Config, metrics: PrometheusHandle) -> anyhow::R
         started_at: Instant::now(),
     });
     tokio::spawn(state.templates().clone().sync_forever());
+    tokio::spawn(crate::delivery::supervise(state.clone()));
     let janitor = state.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));

@@ -85,7 +85,25 @@ pub struct Config<K = AuthKeys> {
     pub auth: AuthConfig<K>,
     pub limits: LimitsConfig,
     pub telemetry: TelemetryConfig,
+    pub webhooks: WebhookConfig,
 }
+
+/// Outbound webhook delivery.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// Private ranges receivers may be in (the SSRF guard refuses loopback, private,
+    /// link-local and metadata addresses otherwise). Empty by default.
+    pub allowed_cidrs: Vec<IpNet>,
+    /// The wait before each retry of a failed delivery; its length is the number of retries.
+    pub retry_schedule: Vec<Duration>,
+    /// How long one delivery attempt may take, connect to last byte.
+    pub timeout: Duration,
+}
+
+/// About three days of retries: 5 s, 30 s, 2 min, 10 min, 30 min, 1 h, 3 h, 6 h, 12 h, 24 h, 24 h.
+pub const DEFAULT_WEBHOOK_RETRY_SECONDS: [u64; 11] = [
+    5, 30, 120, 600, 1800, 3600, 10800, 21600, 43200, 86400, 86400,
+];
 
 /// The HTTP listener and what it accepts.
 #[derive(Debug, Clone)]
@@ -246,6 +264,26 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// A comma-separated list of CIDRs or single IPs.
+    fn networks(&mut self, name: &str) -> Vec<IpNet> {
+        let mut out = Vec::new();
+        if let Some(v) = self.raw(name) {
+            for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let parsed = item
+                    .parse::<IpNet>()
+                    .or_else(|_| item.parse::<IpAddr>().map(IpNet::from));
+                match parsed {
+                    Ok(net) => out.push(net),
+                    Err(_) => {
+                        let msg = format!("{item:?} is not a CIDR like 10.0.0.0/8 or an IP");
+                        self.problem(name, msg);
+                    }
+                }
+            }
+        }
+        out
+    }
+
     fn positive_u64(&mut self, name: &str, default: u64) -> u64 {
         let v: u64 = self.parse(name, default, "a positive whole number");
         if v == 0 {
@@ -378,21 +416,7 @@ impl Config<GivenKeys> {
         let rate_limit_fail_closed = r.bool("RATE_LIMIT_FAIL_CLOSED", false);
         let ready_require_redis = r.bool("READY_REQUIRE_REDIS", false);
 
-        let mut trusted_proxies = Vec::new();
-        if let Some(v) = r.raw("TRUSTED_PROXIES") {
-            for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                let parsed = item
-                    .parse::<IpNet>()
-                    .or_else(|_| item.parse::<IpAddr>().map(IpNet::from));
-                match parsed {
-                    Ok(net) => trusted_proxies.push(net),
-                    Err(_) => {
-                        let msg = format!("{item:?} is not a CIDR like 10.0.0.0/8 or an IP");
-                        r.problem("TRUSTED_PROXIES", msg);
-                    }
-                }
-            }
-        }
+        let trusted_proxies = r.networks("TRUSTED_PROXIES");
 
         let max_request_body_size =
             r.positive::<usize>("MAX_REQUEST_BODY_SIZE", DEFAULT_BODY_LIMIT);
@@ -431,6 +455,31 @@ impl Config<GivenKeys> {
         let login_lockout = Duration::from_secs(r.positive_u64("LOGIN_LOCKOUT_SECONDS", 900));
 
         let template_cache_max = r.positive::<usize>("TEMPLATE_CACHE_MAX_TEMPLATES", 100_000);
+
+        let webhook_allowed_cidrs = r.networks("WEBHOOK_ALLOWED_CIDRS");
+        let mut retry_schedule: Vec<Duration> = DEFAULT_WEBHOOK_RETRY_SECONDS
+            .iter()
+            .map(|s| Duration::from_secs(*s))
+            .collect();
+        if let Some(v) = r.raw("WEBHOOK_RETRY_SECONDS") {
+            let parsed: Result<Vec<u64>, _> =
+                v.split(',').map(|x| x.trim().parse::<u64>()).collect();
+            match parsed {
+                Ok(secs)
+                    if !secs.is_empty()
+                        && secs.len() <= 30
+                        && secs.iter().all(|s| (1..=604_800).contains(s)) =>
+                {
+                    retry_schedule = secs.into_iter().map(Duration::from_secs).collect();
+                }
+                _ => r.problem(
+                    "WEBHOOK_RETRY_SECONDS",
+                    "expected 1 to 30 comma-separated waits of 1 to 604800 seconds, e.g. 5,30,120",
+                ),
+            }
+        }
+        let webhook_timeout =
+            Duration::from_secs(r.positive_u64("WEBHOOK_TIMEOUT_SECONDS", 10).min(60));
 
         if !r.problems.is_empty() {
             return Err(ConfigError {
@@ -483,6 +532,11 @@ impl Config<GivenKeys> {
                 sentry_environment,
                 sentry_traces_sample_rate,
             },
+            webhooks: WebhookConfig {
+                allowed_cidrs: webhook_allowed_cidrs,
+                retry_schedule,
+                timeout: webhook_timeout,
+            },
         })
     }
 
@@ -509,6 +563,7 @@ impl Config<GivenKeys> {
             },
             limits: self.limits,
             telemetry: self.telemetry,
+            webhooks: self.webhooks,
         }
     }
 }

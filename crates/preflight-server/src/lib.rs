@@ -9,9 +9,11 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod delivery;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod outbound;
 pub mod rate_limit;
 pub mod redis_link;
 pub mod registry;

@@ -14,6 +14,7 @@ use crate::auth::passwords::PasswordHasherPool;
 use crate::auth::tokens::TokenSigner;
 use crate::auth::KeyVerifier;
 use crate::config::Config;
+use crate::outbound::{Outbound, Sealer};
 use crate::rate_limit::RateLimiter;
 use crate::redis_link::RedisLink;
 use crate::registry::TemplateRegistry;
@@ -36,6 +37,8 @@ pub struct Inner {
     pub templates: Arc<TemplateRegistry>,
     pub writer: EvaluationWriter,
     pub alert_rules: RuleCache,
+    pub outbound: Outbound,
+    pub sealer: Sealer,
     /// Evaluations answered by this instance since it started, by decision.
     pub evaluations: [std::sync::atomic::AtomicU64; 4],
 }
@@ -91,6 +94,13 @@ impl AppState {
     pub fn alert_rules(&self) -> &RuleCache {
         &self.inner.alert_rules
     }
+    pub fn outbound(&self) -> &Outbound {
+        &self.inner.outbound
+    }
+    pub fn sealer(&self) -> &Sealer {
+        &self.inner.sealer
+    }
+
     pub fn count_evaluation(&self, decision: Decision) {
         let i = Decision::ALL
             .iter()

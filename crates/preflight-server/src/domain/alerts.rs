@@ -709,7 +709,7 @@ pub struct RuleChange {
 }
 
 /// Tells "absent" (keep) from `null` (clear) for one field.
-mod double_option {
+pub(crate) mod double_option {
     use serde::{Deserialize, Deserializer};
 
     pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(

@@ -38,10 +38,15 @@ pub enum AuditAction {
     AlertRuleDeleted,
     AlertAcknowledged,
     AlertResolved,
+    WebhookCreated,
+    WebhookUpdated,
+    WebhookDeleted,
+    WebhookSecretRotated,
+    WebhookRedelivered,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 23] = [
+    pub const ALL: [AuditAction; 28] = [
         AuditAction::Signup,
         AuditAction::Login,
         AuditAction::LoginFailed,
@@ -65,6 +70,11 @@ impl AuditAction {
         AuditAction::AlertRuleDeleted,
         AuditAction::AlertAcknowledged,
         AuditAction::AlertResolved,
+        AuditAction::WebhookCreated,
+        AuditAction::WebhookUpdated,
+        AuditAction::WebhookDeleted,
+        AuditAction::WebhookSecretRotated,
+        AuditAction::WebhookRedelivered,
     ];
 
     /// The name stored and shown in `/v1/audit-logs`.
@@ -93,6 +103,11 @@ impl AuditAction {
             AuditAction::AlertRuleDeleted => "alert_rule_deleted",
             AuditAction::AlertAcknowledged => "alert_acknowledged",
             AuditAction::AlertResolved => "alert_resolved",
+            AuditAction::WebhookCreated => "webhook_created",
+            AuditAction::WebhookUpdated => "webhook_updated",
+            AuditAction::WebhookDeleted => "webhook_deleted",
+            AuditAction::WebhookSecretRotated => "webhook_secret_rotated",
+            AuditAction::WebhookRedelivered => "webhook_redelivered",
         }
     }
 }

@@ -21,6 +21,7 @@ use uuid::Uuid;
 use super::alerts::{self, Alert, AlertRule, Observed};
 use super::idempotency::{self, IdempotencyKey};
 use super::templates::LayoutSource;
+use super::webhooks;
 use crate::error::{ApiError, FieldError, Problem, Violations};
 use crate::state::AppState;
 use crate::storage::alerts::NewAlert;
@@ -28,6 +29,7 @@ use crate::storage::evaluations::{
     CommitEffects, DecidedEvaluation, EvaluationFilter, EvaluationRow, EvaluationWrite, Found,
     WriteOutcome,
 };
+use crate::storage::webhooks::{EndpointRow, NewDelivery};
 use crate::storage::StoreError;
 use crate::telemetry::EVALUATION_LATENCY;
 use crate::writer::WriteError;
@@ -147,6 +149,10 @@ impl CommitEffects for Effects {
 
     fn alerts(&self, found: &Found) -> Vec<NewAlert> {
         alerts::raised(&self.rules, &self.observed, found)
+    }
+
+    fn deliveries(&self, alert: &NewAlert, endpoints: &[EndpointRow]) -> Vec<NewDelivery> {
+        webhooks::deliveries(alert, endpoints)
     }
 }
 

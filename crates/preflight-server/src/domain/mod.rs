@@ -14,3 +14,4 @@ pub mod evaluations;
 pub mod idempotency;
 pub mod identity;
 pub mod templates;
+pub mod webhooks;

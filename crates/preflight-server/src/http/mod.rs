@@ -12,6 +12,7 @@ pub mod observe;
 pub mod ops;
 pub mod status;
 pub mod templates;
+pub mod webhooks;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
@@ -65,7 +66,14 @@ pub fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(alerts::list_alerts))
         .routes(routes!(alerts::get_alert))
         .routes(routes!(alerts::acknowledge))
-        .routes(routes!(alerts::resolve));
+        .routes(routes!(alerts::resolve))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::get, webhooks::update, webhooks::delete))
+        .routes(routes!(webhooks::test))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::delivery))
+        .routes(routes!(webhooks::redeliver));
     (probes, v1)
 }
 

@@ -38,6 +38,14 @@ pub struct TemplateCacheStatus {
 }
 
 #[derive(Serialize, ToSchema)]
+pub struct WebhookStatus {
+    /// The caller's tenant's deliveries waiting to be sent (all tenants' for an operator).
+    pub pending_deliveries: i64,
+    /// How long the oldest of them has waited.
+    pub oldest_pending_seconds: Option<f64>,
+}
+
+#[derive(Serialize, ToSchema)]
 pub struct StatusResponse {
     pub version: &'static str,
     pub engine_version: &'static str,
@@ -48,6 +56,8 @@ pub struct StatusResponse {
     pub template_cache: TemplateCacheStatus,
     /// Evaluations answered by this instance since it started, by decision.
     pub evaluations_since_start: std::collections::BTreeMap<&'static str, u64>,
+    /// `null` while the database does not answer.
+    pub webhooks: Option<WebhookStatus>,
 }
 
 #[utoipa::path(get, path = "/v1/status", tag = "operations", security(("api_key" = []), ("bearer" = [])),
@@ -60,6 +70,20 @@ pub async fn status(
     let (database, redis) = tokio::join!(check_database(&state), check_redis(&state));
     let limiter = state.limiter();
     let (tenants, templates, approx_bytes) = state.templates().stats();
+    // Bounded like the health checks: a status call must answer while the database does not.
+    let backlog = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        state.store().delivery_backlog(principal.tenant_id),
+    );
+    let webhooks = backlog
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|(pending, oldest)| WebhookStatus {
+            pending_deliveries: pending,
+            oldest_pending_seconds: oldest
+                .map(|t| (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0),
+        });
     Ok(Json(StatusResponse {
         version: env!("CARGO_PKG_VERSION"),
         engine_version: preflight_engine::ENGINE_VERSION,
@@ -78,5 +102,6 @@ pub async fn status(
             max_templates: state.config().storage.template_cache_max,
         },
         evaluations_since_start: state.evaluation_counts().into_iter().collect(),
+        webhooks,
     }))
 }

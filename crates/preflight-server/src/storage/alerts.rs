@@ -209,8 +209,13 @@ struct Merged {
 
 /// Stores the alerts of one commit. Firings that share a tenant and `dedupe_key` are one
 /// alert with several occurrences, and a key that has an unresolved alert already adds its
-/// occurrences to that alert instead of opening another.
-pub(super) async fn insert_alerts(tx: &mut Tx, alerts: Vec<NewAlert>) -> Result<(), StoreError> {
+/// occurrences to that alert instead of opening another. Returns the ids of the alerts
+/// this opened (the others were occurrences).
+pub(super) async fn insert_alerts(
+    tx: &mut Tx,
+    alerts: Vec<NewAlert>,
+) -> Result<std::collections::HashSet<Uuid>, StoreError> {
+    let mut opened = std::collections::HashSet::new();
     // One row per key in a statement: an upsert may not touch one row twice.
     let mut merged: Vec<Merged> = Vec::new();
     let mut at: BTreeMap<(Uuid, String), usize> = BTreeMap::new();
@@ -266,11 +271,19 @@ pub(super) async fn insert_alerts(tx: &mut Tx, alerts: Vec<NewAlert>) -> Result<
             " ON CONFLICT (tenant_id, dedupe_key) WHERE status <> 'resolved' DO UPDATE SET \
                  occurrences = alerts.occurrences + excluded.occurrences, \
                  last_seen_at = excluded.last_seen_at, \
-                 last_evaluation_id = excluded.last_evaluation_id",
+                 last_evaluation_id = excluded.last_evaluation_id RETURNING id",
         );
-        tx.execute(insert).await?;
+        // An occurrence returns the existing alert's id, a new alert the one proposed.
+        let returned: Vec<(Uuid,)> = tx.fetch_all(insert).await?;
+        let proposed: std::collections::HashSet<Uuid> = chunk.iter().map(|m| m.alert.id).collect();
+        opened.extend(
+            returned
+                .into_iter()
+                .map(|(id,)| id)
+                .filter(|id| proposed.contains(id)),
+        );
     }
-    Ok(())
+    Ok(opened)
 }
 
 fn rule_values(r: &AlertRuleRow) -> Query {

@@ -62,6 +62,15 @@ impl Backend {
         }
     }
 
+    /// Appended to a subquery that claims queue rows of `table` (an alias): replicas skip
+    /// the rows another one holds instead of waiting. SQLite has one writer anyway.
+    pub fn skip_locked(self, table: &str) -> String {
+        match self {
+            Backend::Postgres => format!(" FOR UPDATE OF {table} SKIP LOCKED"),
+            Backend::Sqlite => String::new(),
+        }
+    }
+
     /// A query answering whether the migrations table exists yet.
     pub fn migrations_table_exists(self) -> &'static str {
         match self {

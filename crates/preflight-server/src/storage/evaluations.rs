@@ -23,6 +23,7 @@ use super::alerts::{first_uses_of_vendors, insert_alerts, NewAlert};
 use super::idempotency::{claim, claim_or_fail};
 use super::sql::{Arg, Query};
 use super::templates::bump_revision;
+use super::webhooks::{enabled_endpoints, insert_deliveries, EndpointRow, NewDelivery};
 use super::{SqlStore, StoreError};
 
 /// An evaluation as decided, before its commit: every stored column but the answer (rendered
@@ -96,6 +97,9 @@ pub trait CommitEffects: Send + Sync {
     fn answer(&self, found: &Found) -> Result<serde_json::Value, serde_json::Error>;
     /// The alerts the tenant's rules raise for it.
     fn alerts(&self, found: &Found) -> Vec<NewAlert>;
+    /// The deliveries of a new alert to those of the tenant's enabled `endpoints` that
+    /// take it.
+    fn deliveries(&self, alert: &NewAlert, endpoints: &[EndpointRow]) -> Vec<NewDelivery>;
 }
 
 /// A template version's detector and seen extractors, read under its row lock.
@@ -397,8 +401,30 @@ impl EvaluationStore for SqlStore {
                 .answer(&found)
                 .map_err(|e| StoreError::Other(format!("answer not rendered: {e}")))?;
             answers.push(Some(answer));
-            alerts.extend(w.effects.alerts(&found));
+            alerts.extend(w.effects.alerts(&found).into_iter().map(|a| (i, a)));
         }
+        // 5. The alerts' deliveries to the tenants' webhook endpoints (the outbox).
+        let mut tenants: Vec<Uuid> = alerts.iter().map(|(_, a)| a.tenant_id).collect();
+        tenants.sort_unstable();
+        tenants.dedup();
+        let endpoints = enabled_endpoints(&mut tx, &tenants).await?;
+        let mut deliveries = Vec::new();
+        let alerts: Vec<NewAlert> = alerts
+            .into_iter()
+            .map(|(i, mut alert)| {
+                let theirs: Vec<EndpointRow> = endpoints
+                    .iter()
+                    .filter(|e| e.tenant_id == alert.tenant_id)
+                    .cloned()
+                    .collect();
+                let to = batch[i].effects.deliveries(&alert, &theirs);
+                if !to.is_empty() {
+                    alert.delivery_status = "pending";
+                }
+                deliveries.push((alert.id, to));
+                alert
+            })
+            .collect();
         let rows: Vec<(&EvaluationWrite, &serde_json::Value)> = batch
             .iter()
             .zip(&answers)
@@ -429,7 +455,14 @@ impl EvaluationStore for SqlStore {
                 .await?;
             }
         }
-        insert_alerts(&mut tx, alerts).await?;
+        let opened = insert_alerts(&mut tx, alerts).await?;
+        // A repeat of an unresolved alert is an occurrence, not a new event.
+        let new_deliveries: Vec<NewDelivery> = deliveries
+            .into_iter()
+            .filter(|(id, _)| opened.contains(id))
+            .flat_map(|(_, d)| d)
+            .collect();
+        insert_deliveries(&mut tx, &new_deliveries).await?;
         tx.commit().await?;
         Ok(answers
             .into_iter()

@@ -16,6 +16,7 @@ mod sql;
 pub mod templates;
 #[cfg(test)]
 pub(crate) mod tests;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -28,6 +29,7 @@ pub use evaluations::EvaluationStore;
 pub use idempotency::IdempotencyStore;
 pub use identity::IdentityStore;
 pub use templates::TemplateStore;
+pub use webhooks::WebhookStore;
 
 use crate::config::{DatabaseConfig, StorageConfig};
 use sql::{Db, Query};
@@ -92,6 +94,7 @@ pub trait Store:
     + AuditStore
     + IdempotencyStore
     + AlertStore
+    + WebhookStore
     + Send
     + Sync
     + 'static

@@ -255,6 +255,13 @@ impl CommitEffects for CountingAnswer {
     fn alerts(&self, _found: &Found) -> Vec<NewAlert> {
         Vec::new()
     }
+    fn deliveries(
+        &self,
+        _alert: &NewAlert,
+        _endpoints: &[super::webhooks::EndpointRow],
+    ) -> Vec<super::webhooks::NewDelivery> {
+        Vec::new()
+    }
 }
 
 fn write(evaluation: DecidedEvaluation, idempotency: Option<IdempotencyRecord>) -> EvaluationWrite {

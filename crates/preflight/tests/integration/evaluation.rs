@@ -278,7 +278,7 @@ pub(crate) struct Ctx {
     _db: Option<TestDatabase>,
 }
 
-fn base_options() -> ServerOptions {
+pub(crate) fn base_options() -> ServerOptions {
     ServerOptions::default()
         .with("RATE_LIMIT_UNAUTHENTICATED", "10000")
         .with("RATE_LIMIT_PER_MINUTE", "1000000")
@@ -287,14 +287,18 @@ fn base_options() -> ServerOptions {
 }
 
 pub(crate) async fn start(backend: Backend) -> Ctx {
+    start_with(backend, base_options()).await
+}
+
+/// [`start`] with other settings.
+pub(crate) async fn start_with(backend: Backend, base: ServerOptions) -> Ctx {
     let (options, db) = match backend {
-        Backend::Embedded => (base_options(), None),
+        Backend::Embedded => (base, None),
         Backend::Postgres => {
             require_redis().await;
             let db = TestDatabase::create().await;
             (
-                base_options()
-                    .with("DATABASE_URL", db.url.clone())
+                base.with("DATABASE_URL", db.url.clone())
                     .with("REDIS_URL", redis_url()),
                 Some(db),
             )

@@ -15,3 +15,4 @@ mod identity;
 mod quality_http;
 mod rate_limit;
 mod rate_limit_backend;
+mod webhooks;
