@@ -503,18 +503,84 @@ pub async fn send_test(
     })
 }
 
+/// The statuses a delivery can have.
+pub const DELIVERY_STATUSES: [&str; 4] = ["pending", "sending", "delivered", "failed"];
+
 pub async fn list_deliveries(
     state: &AppState,
     tenant_id: Uuid,
     endpoint_id: Uuid,
+    status: Option<&str>,
     before_seq: Option<i64>,
     limit: i64,
 ) -> Result<Vec<DeliveryRow>, ApiError> {
     get(state, tenant_id, endpoint_id).await?;
     Ok(state
         .store()
-        .list_deliveries(tenant_id, endpoint_id, before_seq, limit)
+        .list_deliveries(tenant_id, endpoint_id, status, before_seq, limit)
         .await?)
+}
+
+/// Which deliveries to queue again.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedeliverRange {
+    /// Deliveries created at or after this time…
+    pub from: DateTime<Utc>,
+    /// …and before this one (at most 31 days after `from`).
+    pub to: DateTime<Utc>,
+    /// `failed` (the dead letters) or `delivered`; absent: both.
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Requeued {
+    /// How many deliveries were queued again.
+    pub queued: u64,
+}
+
+/// Queues the endpoint's delivered or failed deliveries of a time range again (after a
+/// receiver outage, say); each keeps its event id.
+pub async fn redeliver_range(
+    state: &AppState,
+    tenant_id: Uuid,
+    endpoint_id: Uuid,
+    range: RedeliverRange,
+    event: NewAuditEvent,
+) -> Result<Requeued, ApiError> {
+    let mut v = Violations::default();
+    v.check(range.from < range.to, "to", "must be after from");
+    v.check(
+        range.to - range.from <= chrono::Duration::days(31),
+        "to",
+        "must be at most 31 days after from",
+    );
+    if let Some(s) = &range.status {
+        v.check(
+            matches!(s.as_str(), "failed" | "delivered"),
+            "status",
+            "must be failed or delivered",
+        );
+    }
+    v.into_result()?;
+    get(state, tenant_id, endpoint_id).await?;
+    let event = NewAuditEvent {
+        target: Some(format!("webhook:{endpoint_id}")),
+        ..event
+    };
+    let queued = state
+        .store()
+        .redeliver_range(
+            tenant_id,
+            endpoint_id,
+            range.from,
+            range.to,
+            range.status.as_deref(),
+            now(),
+            &event,
+        )
+        .await?;
+    Ok(Requeued { queued })
 }
 
 /// One delivery with its attempts.

@@ -73,7 +73,8 @@ pub fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(webhooks::rotate_secret))
         .routes(routes!(webhooks::deliveries))
         .routes(routes!(webhooks::delivery))
-        .routes(routes!(webhooks::redeliver));
+        .routes(routes!(webhooks::redeliver))
+        .routes(routes!(webhooks::redeliver_range));
     (probes, v1)
 }
 

@@ -17,7 +17,7 @@ use crate::auth::{Principal, Scope};
 use crate::domain::audit::{self, AuditAction, AuditExt};
 use crate::domain::webhooks::{
     self, DeliveryDetail, EndpointChange, EndpointSpec, EndpointView, EndpointWithSecret,
-    TestResult,
+    RedeliverRange, Requeued, TestResult,
 };
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -152,6 +152,8 @@ pub async fn rotate_secret(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
+    /// `pending`, `sending`, `delivered` or `failed` (the dead letters).
+    pub status: Option<String>,
     /// 1..=1000, default 100.
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
@@ -178,9 +180,18 @@ pub async fn deliveries(
     let id = endpoint_id(&id)?;
     let mut v = Violations::default();
     let (limit, before) = page::<std::num::NonZeroU64>(&mut v, q.limit, q.cursor.as_deref());
+    if let Some(s) = &q.status {
+        v.check(
+            webhooks::DELIVERY_STATUSES.contains(&s.as_str()),
+            "status",
+            "must be pending, sending, delivered or failed",
+        );
+    }
     v.into_result()?;
     let before = before.map(|s| i64::try_from(s.get()).unwrap_or(i64::MAX));
-    let items = webhooks::list_deliveries(&state, tenant_id, id, before, limit).await?;
+    let items =
+        webhooks::list_deliveries(&state, tenant_id, id, q.status.as_deref(), before, limit)
+            .await?;
     let next_cursor = next_cursor(&items, limit, |d| d.seq);
     Ok(Json(DeliveryPage { items, next_cursor }))
 }
@@ -221,4 +232,26 @@ pub async fn redeliver(
     let event = audit::by(&principal, AuditAction::WebhookRedelivered).request(Some(&request_id));
     webhooks::redeliver(&state, tenant_id, id, delivery_id, event).await?;
     Ok(StatusCode::ACCEPTED)
+}
+
+/// Queues the delivered or failed deliveries of a time range again (e.g. after a receiver
+/// outage), each with its event id.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/deliveries/redeliver", tag = "alerts",
+    request_body = RedeliverRange,
+    params(("id" = Uuid, Path, description = "Endpoint id")),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 202, body = Requeued), (status = 404, body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem)))]
+pub async fn redeliver_range(
+    State(state): State<AppState>,
+    RequestId(request_id): RequestId,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiJson(range): ApiJson<RedeliverRange>,
+) -> Result<(StatusCode, Json<Requeued>), ApiError> {
+    let tenant_id = principal.tenant_with(Scope::AlertsManage)?;
+    let id = endpoint_id(&id)?;
+    let event = audit::by(&principal, AuditAction::WebhookRedelivered).request(Some(&request_id));
+    let queued = webhooks::redeliver_range(&state, tenant_id, id, range, event).await?;
+    Ok((StatusCode::ACCEPTED, Json(queued)))
 }

@@ -317,12 +317,7 @@ impl AlertStore for SqlStore {
 
     async fn list_alert_rules(&self, tenant_id: Uuid) -> Result<Vec<AlertRuleRow>, StoreError> {
         self.db
-            .fetch_all(
-                Query::new(format!(
-                    "SELECT {RULE_COLUMNS} FROM alert_rules WHERE tenant_id = $1 ORDER BY created_at, id"
-                ))
-                .bind(tenant_id),
-            )
+            .fetch_all(Query::tenant_rows(RULE_COLUMNS, "alert_rules", tenant_id))
             .await
     }
 
@@ -332,13 +327,12 @@ impl AlertStore for SqlStore {
         id: Uuid,
     ) -> Result<Option<AlertRuleRow>, StoreError> {
         self.db
-            .fetch_optional(
-                Query::new(format!(
-                    "SELECT {RULE_COLUMNS} FROM alert_rules WHERE tenant_id = $1 AND id = $2"
-                ))
-                .bind(tenant_id)
-                .bind(id),
-            )
+            .fetch_optional(Query::tenant_row(
+                RULE_COLUMNS,
+                "alert_rules",
+                tenant_id,
+                id,
+            ))
             .await
     }
 
@@ -414,14 +408,7 @@ impl AlertStore for SqlStore {
 
     async fn get_alert(&self, tenant_id: Uuid, id: Uuid) -> Result<Option<AlertRow>, StoreError> {
         self.db
-            .fetch_optional(
-                Query::new(format!(
-                    "SELECT {} FROM alerts WHERE tenant_id = $1 AND id = $2",
-                    alert_columns()
-                ))
-                .bind(tenant_id)
-                .bind(id),
-            )
+            .fetch_optional(Query::tenant_row(&alert_columns(), "alerts", tenant_id, id))
             .await
     }
 

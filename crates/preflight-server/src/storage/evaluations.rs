@@ -479,14 +479,12 @@ impl EvaluationStore for SqlStore {
         id: Uuid,
     ) -> Result<Option<EvaluationRow>, StoreError> {
         self.db
-            .fetch_optional(
-                Query::new(format!(
-                    "SELECT {} FROM evaluations WHERE tenant_id = $1 AND id = $2",
-                    evaluation_columns()
-                ))
-                .bind(tenant_id)
-                .bind(id),
-            )
+            .fetch_optional(Query::tenant_row(
+                &evaluation_columns(),
+                "evaluations",
+                tenant_id,
+                id,
+            ))
             .await
     }
 

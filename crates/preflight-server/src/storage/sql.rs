@@ -145,6 +145,23 @@ impl Query {
         }
     }
 
+    /// One row of a tenant's: `SELECT {columns} FROM {table} WHERE tenant_id = $1 AND id = $2`.
+    pub fn tenant_row(columns: &str, table: &str, tenant_id: Uuid, id: Uuid) -> Self {
+        Query::new(format!(
+            "SELECT {columns} FROM {table} WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(tenant_id)
+        .bind(id)
+    }
+
+    /// Every row of a tenant's in creation order (for small per-tenant tables).
+    pub fn tenant_rows(columns: &str, table: &str, tenant_id: Uuid) -> Self {
+        Query::new(format!(
+            "SELECT {columns} FROM {table} WHERE tenant_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(tenant_id)
+    }
+
     /// Reports a unique-constraint violation of this statement as
     /// [`StoreError::Duplicate`] with `what` (e.g. "a user with this email exists").
     pub fn on_duplicate(mut self, what: &'static str) -> Self {

@@ -151,11 +151,12 @@ pub trait WebhookStore: Send + Sync {
         id: Uuid,
         audit: &NewAuditEvent,
     ) -> Result<bool, StoreError>;
-    /// An endpoint's deliveries, newest first.
+    /// An endpoint's deliveries (of one status, or all), newest first.
     async fn list_deliveries(
         &self,
         tenant_id: Uuid,
         endpoint_id: Uuid,
+        status: Option<&str>,
         before_seq: Option<i64>,
         limit: i64,
     ) -> Result<Vec<DeliveryRow>, StoreError>;
@@ -180,6 +181,19 @@ pub trait WebhookStore: Send + Sync {
         at: DateTime<Utc>,
         audit: &NewAuditEvent,
     ) -> Result<bool, StoreError>;
+    /// Makes the endpoint's delivered or failed deliveries (of `status`, or both) created
+    /// in `[from, to)` due again now; how many.
+    #[allow(clippy::too_many_arguments)]
+    async fn redeliver_range(
+        &self,
+        tenant_id: Uuid,
+        endpoint_id: Uuid,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        status: Option<&str>,
+        at: DateTime<Utc>,
+        audit: &NewAuditEvent,
+    ) -> Result<u64, StoreError>;
     /// Claims up to `limit` due deliveries (of enabled endpoints, first of their ordering
     /// key) until `lease_until`.
     async fn claim_deliveries(
@@ -290,13 +304,11 @@ impl WebhookStore for SqlStore {
 
     async fn list_endpoints(&self, tenant_id: Uuid) -> Result<Vec<EndpointRow>, StoreError> {
         self.db
-            .fetch_all(
-                Query::new(format!(
-                    "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 \
-                     ORDER BY created_at, id"
-                ))
-                .bind(tenant_id),
-            )
+            .fetch_all(Query::tenant_rows(
+                ENDPOINT_COLUMNS,
+                "webhook_endpoints",
+                tenant_id,
+            ))
             .await
     }
 
@@ -306,13 +318,12 @@ impl WebhookStore for SqlStore {
         id: Uuid,
     ) -> Result<Option<EndpointRow>, StoreError> {
         self.db
-            .fetch_optional(
-                Query::new(format!(
-                    "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2"
-                ))
-                .bind(tenant_id)
-                .bind(id),
-            )
+            .fetch_optional(Query::tenant_row(
+                ENDPOINT_COLUMNS,
+                "webhook_endpoints",
+                tenant_id,
+                id,
+            ))
             .await
     }
 
@@ -367,6 +378,7 @@ impl WebhookStore for SqlStore {
         &self,
         tenant_id: Uuid,
         endpoint_id: Uuid,
+        status: Option<&str>,
         before_seq: Option<i64>,
         limit: i64,
     ) -> Result<Vec<DeliveryRow>, StoreError> {
@@ -375,14 +387,54 @@ impl WebhookStore for SqlStore {
                 Query::new(format!(
                     "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries \
                      WHERE tenant_id = $1 AND endpoint_id = $2 AND ($3 IS NULL OR seq < $3) \
-                     ORDER BY seq DESC LIMIT $4"
+                     AND ($5 IS NULL OR status = $5) ORDER BY seq DESC LIMIT $4"
                 ))
                 .bind(tenant_id)
                 .bind(endpoint_id)
                 .bind(before_seq)
-                .bind(limit),
+                .bind(limit)
+                .bind(status),
             )
             .await
+    }
+
+    async fn redeliver_range(
+        &self,
+        tenant_id: Uuid,
+        endpoint_id: Uuid,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        status: Option<&str>,
+        at: DateTime<Utc>,
+        audit: &NewAuditEvent,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.db.begin_write().await?;
+        let queued = tx
+            .execute(
+                Query::new(
+                    "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $6, \
+                     locked_until = NULL WHERE tenant_id = $1 AND endpoint_id = $2 \
+                     AND created_at >= $3 AND created_at < $4 \
+                     AND status IN ('delivered', 'failed') AND ($5 IS NULL OR status = $5)",
+                )
+                .bind(tenant_id)
+                .bind(endpoint_id)
+                .bind(from)
+                .bind(to)
+                .bind(status)
+                .bind(at),
+            )
+            .await?;
+        if queued == 0 {
+            tx.rollback().await?;
+            return Ok(0);
+        }
+        let audit = NewAuditEvent {
+            details: serde_json::json!({"queued": queued, "from": from, "to": to, "status": status}),
+            ..audit.clone()
+        };
+        tx.commit_with_audit(&audit).await?;
+        Ok(queued)
     }
 
     async fn get_delivery(

@@ -98,6 +98,11 @@ impl Receiver {
     }
 }
 
+/// An RFC 3339 time `offset` seconds from now.
+fn rfc3339_from_now(offset: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(offset)).to_rfc3339()
+}
+
 /// Verifies a request with the independent implementation.
 fn verified(secret: &str, r: &Received) -> bool {
     let wh = standardwebhooks::Webhook::new(secret).expect("a valid whsec_ secret");
@@ -326,12 +331,37 @@ async fn gone_disables_an_endpoint_and_internal_receivers_are_refused(backend: B
         404
     );
 
-    // Turned back on by its tenant, then deleted with its log.
+    // Turned back on by its tenant, the dead letters of the outage are sent again.
     let on = api
         .patch(&format!("/v1/webhooks/{id}"), &json!({"enabled": true}))
         .await;
     assert_eq!(on.body["enabled"], true, "{on:?}");
     assert_eq!(on.body["disabled_reason"], Value::Null);
+    let range = json!({"from": "2020-01-01T00:00:00Z", "to": "2020-01-31T00:00:00Z"});
+    let wide = api
+        .post(&format!("/v1/webhooks/{id}/deliveries/redeliver"), &range)
+        .await;
+    assert_eq!(wide.status, 202, "{wide:?}");
+    assert_eq!(wide.body["queued"], 0, "nothing was created then");
+    let from = (rfc3339_from_now(-3600)).to_string();
+    let to = (rfc3339_from_now(3600)).to_string();
+    let requeued = api
+        .post(
+            &format!("/v1/webhooks/{id}/deliveries/redeliver"),
+            &json!({"from": from, "to": to, "status": "failed"}),
+        )
+        .await;
+    assert_eq!(requeued.body["queued"], 1, "{requeued:?}");
+    let got = receiver.wait_for("alert.created", 2).await;
+    assert_eq!(got[0].id(), got[1].id(), "a redelivery keeps the event id");
+    let too_long = json!({"from": "2020-01-01T00:00:00Z", "to": "2021-01-01T00:00:00Z"});
+    let r = api
+        .post(
+            &format!("/v1/webhooks/{id}/deliveries/redeliver"),
+            &too_long,
+        )
+        .await;
+    assert_eq!(r.status, 422, "{r:?}");
     assert_eq!(api.delete(&format!("/v1/webhooks/{id}")).await.status, 204);
     assert_eq!(api.get(&format!("/v1/webhooks/{id}")).await.status, 404);
     let logs = ctx.server.logs();
