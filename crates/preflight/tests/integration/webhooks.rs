@@ -246,13 +246,19 @@ async fn gone_disables_an_endpoint_and_internal_receivers_are_refused(backend: B
     }
     drop(guarded);
 
-    let ctx = start_with(backend, receiving()).await;
+    // By host name this time: the delivery client resolves it through the guard.
+    let ctx = start_with(
+        backend,
+        receiving().with("WEBHOOK_ALLOWED_CIDRS", "127.0.0.0/8,::1/128"),
+    )
+    .await;
     let api = &ctx.api;
     let receiver = Receiver::start().await;
+    let by_name = receiver.url.replace("127.0.0.1", "localhost");
     let created = api
         .post(
             "/v1/webhooks",
-            &json!({"url": receiver.url, "min_severity": "info", "metrics": ["unknown_provider"]}),
+            &json!({"url": by_name, "min_severity": "info", "metrics": ["unknown_provider"]}),
         )
         .await;
     assert_eq!(created.status, 201, "{created:?}");
