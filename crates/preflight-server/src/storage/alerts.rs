@@ -286,21 +286,21 @@ pub(super) async fn insert_alerts(
     Ok(opened)
 }
 
-fn rule_values(r: &AlertRuleRow) -> Query {
-    Query::new(format!(
-        "INSERT INTO alert_rules ({RULE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-    ))
-    .bind(r.id)
-    .bind(r.tenant_id)
-    .bind(&r.name)
-    .bind(&r.metric)
-    .bind(r.operator.as_deref())
-    .bind(r.threshold)
-    .bind(&r.severity)
-    .bind(r.template_id.as_deref())
-    .bind(r.enabled)
-    .bind(r.created_at)
-    .bind(r.updated_at)
+/// A rule's values in [`RULE_COLUMNS`] order.
+fn rule_values(r: &AlertRuleRow) -> Vec<Arg> {
+    vec![
+        r.id.into(),
+        r.tenant_id.into(),
+        (&r.name).into(),
+        (&r.metric).into(),
+        r.operator.as_deref().into(),
+        r.threshold.into(),
+        (&r.severity).into(),
+        r.template_id.as_deref().into(),
+        r.enabled.into(),
+        r.created_at.into(),
+        r.updated_at.into(),
+    ]
 }
 
 #[async_trait]
@@ -311,7 +311,12 @@ impl AlertStore for SqlStore {
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError> {
         let mut tx = self.db.begin_write().await?;
-        tx.execute(rule_values(rule)).await?;
+        tx.execute(Query::insert_row(
+            "alert_rules",
+            RULE_COLUMNS,
+            rule_values(rule),
+        ))
+        .await?;
         tx.commit_with_audit(audit).await
     }
 
@@ -343,21 +348,7 @@ impl AlertStore for SqlStore {
     ) -> Result<bool, StoreError> {
         let tx = self.db.begin_write().await?;
         tx.change_one_with_audit(
-            Query::new(
-                "UPDATE alert_rules SET name = $3, metric = $4, operator = $5, threshold = $6, \
-                     severity = $7, template_id = $8, enabled = $9, updated_at = $10 \
-                     WHERE tenant_id = $1 AND id = $2",
-            )
-            .bind(r.tenant_id)
-            .bind(r.id)
-            .bind(&r.name)
-            .bind(&r.metric)
-            .bind(r.operator.as_deref())
-            .bind(r.threshold)
-            .bind(&r.severity)
-            .bind(r.template_id.as_deref())
-            .bind(r.enabled)
-            .bind(r.updated_at),
+            Query::update_tenant_row("alert_rules", RULE_COLUMNS, rule_values(r)),
             audit,
         )
         .await
@@ -371,9 +362,7 @@ impl AlertStore for SqlStore {
     ) -> Result<bool, StoreError> {
         let tx = self.db.begin_write().await?;
         tx.change_one_with_audit(
-            Query::new("DELETE FROM alert_rules WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant_id)
-                .bind(id),
+            Query::delete_tenant_row("alert_rules", tenant_id, id),
             audit,
         )
         .await

@@ -154,6 +154,40 @@ impl Query {
         .bind(id)
     }
 
+    /// `INSERT INTO {table} ({columns}) VALUES ($1, …)`, `values` in `columns` order.
+    pub fn insert_row(table: &str, columns: &str, values: Vec<Arg>) -> Self {
+        Query::new(format!("INSERT INTO {table} ({columns}) VALUES "))
+            .push_tuples(std::iter::once(values))
+    }
+
+    /// Writes every column of a tenant's row: `columns` (and `values`, in that order) start
+    /// with `id, tenant_id`, which name the row; the others are set. Insert and update of
+    /// one table thus share one list of values.
+    pub fn update_tenant_row(table: &str, columns: &str, values: Vec<Arg>) -> Self {
+        let names: Vec<&str> = columns.split(',').map(str::trim).collect();
+        debug_assert_eq!(
+            names[..2],
+            ["id", "tenant_id"],
+            "the key columns come first"
+        );
+        let set: Vec<String> = (3..=names.len()).map(|i| format!("${i}")).collect();
+        let q = Query::new(format!(
+            "UPDATE {table} SET ({}) = ({}) WHERE id = $1 AND tenant_id = $2",
+            names[2..].join(", "),
+            set.join(", ")
+        ));
+        values.into_iter().fold(q, |q, v| q.bind(v))
+    }
+
+    /// `DELETE FROM {table} WHERE tenant_id = $1 AND id = $2`.
+    pub fn delete_tenant_row(table: &str, tenant_id: Uuid, id: Uuid) -> Self {
+        Query::new(format!(
+            "DELETE FROM {table} WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(tenant_id)
+        .bind(id)
+    }
+
     /// Every row of a tenant's in creation order (for small per-tenant tables).
     pub fn tenant_rows(columns: &str, table: &str, tenant_id: Uuid) -> Self {
         Query::new(format!(
@@ -554,5 +588,21 @@ mod tests {
             .push(")");
         assert_eq!(q.sql(), "SELECT 1 WHERE x = $1 AND y IN ($2, $3)");
         assert!(check_placeholders(q.sql(), q.args.len()).is_ok());
+    }
+
+    #[test]
+    fn a_row_is_inserted_and_updated_from_one_list_of_values() {
+        let values = || vec![Arg::I64(1), Arg::I64(2), Arg::I64(3), Arg::I64(4)];
+        let insert = Query::insert_row("t", "id, tenant_id, a, b", values());
+        assert_eq!(
+            insert.sql(),
+            "INSERT INTO t (id, tenant_id, a, b) VALUES ($1, $2, $3, $4)"
+        );
+        let update = Query::update_tenant_row("t", "id, tenant_id, a, b", values());
+        assert_eq!(
+            update.sql(),
+            "UPDATE t SET (a, b) = ($3, $4) WHERE id = $1 AND tenant_id = $2"
+        );
+        assert!(check_placeholders(update.sql(), update.args.len()).is_ok());
     }
 }

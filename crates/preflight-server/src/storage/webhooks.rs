@@ -269,25 +269,24 @@ pub(super) async fn insert_deliveries(tx: &mut Tx, rows: &[NewDelivery]) -> Resu
     Ok(())
 }
 
-fn endpoint_insert(e: &EndpointRow) -> Query {
-    Query::new(format!(
-        "INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) VALUES \
-         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-    ))
-    .bind(e.id)
-    .bind(e.tenant_id)
-    .bind(&e.url)
-    .bind(e.description.as_deref())
-    .bind(&e.metrics)
-    .bind(&e.min_severity)
-    .bind(e.template_id.as_deref())
-    .bind(e.enabled)
-    .bind(e.disabled_reason.as_deref())
-    .bind(&e.secret_sealed)
-    .bind(e.previous_secret_sealed.as_deref())
-    .bind(e.previous_secret_until)
-    .bind(e.created_at)
-    .bind(e.updated_at)
+/// An endpoint's values in [`ENDPOINT_COLUMNS`] order.
+fn endpoint_values(e: &EndpointRow) -> Vec<Arg> {
+    vec![
+        e.id.into(),
+        e.tenant_id.into(),
+        (&e.url).into(),
+        e.description.as_deref().into(),
+        (&e.metrics).into(),
+        (&e.min_severity).into(),
+        e.template_id.as_deref().into(),
+        e.enabled.into(),
+        e.disabled_reason.as_deref().into(),
+        (&e.secret_sealed).into(),
+        e.previous_secret_sealed.as_deref().into(),
+        e.previous_secret_until.into(),
+        e.created_at.into(),
+        e.updated_at.into(),
+    ]
 }
 
 #[async_trait]
@@ -298,7 +297,12 @@ impl WebhookStore for SqlStore {
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError> {
         let mut tx = self.db.begin_write().await?;
-        tx.execute(endpoint_insert(e)).await?;
+        tx.execute(Query::insert_row(
+            "webhook_endpoints",
+            ENDPOINT_COLUMNS,
+            endpoint_values(e),
+        ))
+        .await?;
         tx.commit_with_audit(audit).await
     }
 
@@ -334,25 +338,7 @@ impl WebhookStore for SqlStore {
     ) -> Result<bool, StoreError> {
         let tx = self.db.begin_write().await?;
         tx.change_one_with_audit(
-            Query::new(
-                "UPDATE webhook_endpoints SET url = $3, description = $4, metrics = $5, \
-                 min_severity = $6, template_id = $7, enabled = $8, disabled_reason = $9, \
-                 secret_sealed = $10, previous_secret_sealed = $11, previous_secret_until = $12, \
-                 updated_at = $13 WHERE tenant_id = $1 AND id = $2",
-            )
-            .bind(e.tenant_id)
-            .bind(e.id)
-            .bind(&e.url)
-            .bind(e.description.as_deref())
-            .bind(&e.metrics)
-            .bind(&e.min_severity)
-            .bind(e.template_id.as_deref())
-            .bind(e.enabled)
-            .bind(e.disabled_reason.as_deref())
-            .bind(&e.secret_sealed)
-            .bind(e.previous_secret_sealed.as_deref())
-            .bind(e.previous_secret_until)
-            .bind(e.updated_at),
+            Query::update_tenant_row("webhook_endpoints", ENDPOINT_COLUMNS, endpoint_values(e)),
             audit,
         )
         .await
@@ -366,9 +352,7 @@ impl WebhookStore for SqlStore {
     ) -> Result<bool, StoreError> {
         let tx = self.db.begin_write().await?;
         tx.change_one_with_audit(
-            Query::new("DELETE FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant_id)
-                .bind(id),
+            Query::delete_tenant_row("webhook_endpoints", tenant_id, id),
             audit,
         )
         .await
