@@ -84,6 +84,7 @@ pub async fn build_state(config: Config, metrics: PrometheusHandle) -> anyhow::R
             config.webhooks.timeout,
         )?,
         sealer: Sealer::new(keys.api_key_salt.expose()),
+        delivery_wakeup: Default::default(),
         evaluations: Default::default(),
         config,
         store,

@@ -18,7 +18,7 @@ use crate::storage::webhooks::{AttemptRecord, ClaimedDelivery, DeliveryStep};
 use crate::storage::StoreError;
 
 /// How often the queue is looked at when it was empty: bounds the commit-to-first-attempt
-/// delay.
+/// delay for deliveries queued by another replica (this one's commits wake the worker).
 const POLL: Duration = Duration::from_millis(200);
 const ERROR_BACKOFF: Duration = Duration::from_secs(2);
 /// Deliveries claimed (and sent concurrently) at once.
@@ -50,7 +50,11 @@ async fn run(state: AppState) {
             report_backlog(&state).await;
         }
         match step(&state).await {
-            Ok(0) => tokio::time::sleep(POLL).await,
+            // Woken at once by a commit of this process; another replica's is seen at the
+            // next poll.
+            Ok(0) => {
+                let _ = tokio::time::timeout(POLL, state.delivery_wakeup().notified()).await;
+            }
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "webhook deliveries not claimed");

@@ -39,6 +39,8 @@ pub struct Inner {
     pub alert_rules: RuleCache,
     pub outbound: Outbound,
     pub sealer: Sealer,
+    /// Wakes the delivery worker when a commit queued deliveries.
+    pub delivery_wakeup: tokio::sync::Notify,
     /// Evaluations answered by this instance since it started, by decision.
     pub evaluations: [std::sync::atomic::AtomicU64; 4],
 }
@@ -99,6 +101,9 @@ impl AppState {
     }
     pub fn sealer(&self) -> &Sealer {
         &self.inner.sealer
+    }
+    pub fn delivery_wakeup(&self) -> &tokio::sync::Notify {
+        &self.inner.delivery_wakeup
     }
 
     pub fn count_evaluation(&self, decision: Decision) {

@@ -282,10 +282,19 @@ async fn decide(
     })
 }
 
-/// The committed answer of a stored write.
-fn committed(outcome: WriteOutcome) -> Option<serde_json::Value> {
+/// The committed answer of a stored write; a write that queued webhook deliveries wakes
+/// this process's delivery worker, so they leave now instead of at its next poll.
+fn committed(state: &AppState, outcome: WriteOutcome) -> Option<serde_json::Value> {
     match outcome {
-        WriteOutcome::Stored { answer } => Some(answer),
+        WriteOutcome::Stored {
+            answer,
+            queued_deliveries,
+        } => {
+            if queued_deliveries {
+                state.delivery_wakeup().notify_one();
+            }
+            Some(answer)
+        }
         WriteOutcome::Duplicate => None,
     }
 }
@@ -336,7 +345,7 @@ pub async fn evaluate_one(
         .pop()
         .expect("one result per write")
         .map_err(write_error)?;
-    match (committed(outcome), &key) {
+    match (committed(state, outcome), &key) {
         (Some(answer), _) => {
             count(state, decision, started);
             Ok(Answer::Committed(answer))
@@ -443,7 +452,7 @@ pub async fn evaluate_batch(
     }
     let outcomes = state.writer().write_all(writes).await;
     for ((i, decision), outcome) in pending.into_iter().zip(outcomes) {
-        results[i] = Some(match outcome.map(committed) {
+        results[i] = Some(match outcome.map(|o| committed(state, o)) {
             Ok(Some(answer)) => {
                 count(state, decision, started);
                 BatchItem::stored(i, answer)

@@ -124,8 +124,11 @@ pub struct EvaluationWrite {
 
 #[derive(Debug, Clone)]
 pub enum WriteOutcome {
-    /// Committed; the answer as stored.
-    Stored { answer: serde_json::Value },
+    /// Committed; the answer as stored, and whether its alerts queued webhook deliveries.
+    Stored {
+        answer: serde_json::Value,
+        queued_deliveries: bool,
+    },
     /// The idempotency key was already used; nothing was stored for this item.
     Duplicate,
 }
@@ -421,7 +424,7 @@ impl EvaluationStore for SqlStore {
                 if !to.is_empty() {
                     alert.delivery_status = "pending";
                 }
-                deliveries.push((alert.id, to));
+                deliveries.push((i, alert.id, to));
                 alert
             })
             .collect();
@@ -457,17 +460,24 @@ impl EvaluationStore for SqlStore {
         }
         let opened = insert_alerts(&mut tx, alerts).await?;
         // A repeat of an unresolved alert is an occurrence, not a new event.
-        let new_deliveries: Vec<NewDelivery> = deliveries
-            .into_iter()
-            .filter(|(id, _)| opened.contains(id))
-            .flat_map(|(_, d)| d)
-            .collect();
+        let mut queued = vec![false; batch.len()];
+        let mut new_deliveries: Vec<NewDelivery> = Vec::new();
+        for (i, id, to) in deliveries {
+            if opened.contains(&id) && !to.is_empty() {
+                queued[i] = true;
+                new_deliveries.extend(to);
+            }
+        }
         insert_deliveries(&mut tx, &new_deliveries).await?;
         tx.commit().await?;
         Ok(answers
             .into_iter()
-            .map(|a| match a {
-                Some(answer) => WriteOutcome::Stored { answer },
+            .zip(queued)
+            .map(|(a, queued_deliveries)| match a {
+                Some(answer) => WriteOutcome::Stored {
+                    answer,
+                    queued_deliveries,
+                },
                 None => WriteOutcome::Duplicate,
             })
             .collect())

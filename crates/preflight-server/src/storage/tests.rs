@@ -457,7 +457,7 @@ async fn a_commit_renders_the_change_points_it_confirms_into_the_stored_answer()
         let alerts: Vec<u64> = outcomes
             .iter()
             .map(|o| match o {
-                WriteOutcome::Stored { answer } => answer["alerts"].as_u64().unwrap(),
+                WriteOutcome::Stored { answer, .. } => answer["alerts"].as_u64().unwrap(),
                 WriteOutcome::Duplicate => panic!("nothing here is a duplicate"),
             })
             .collect();
@@ -466,7 +466,7 @@ async fn a_commit_renders_the_change_points_it_confirms_into_the_stored_answer()
             "no change point in {alerts:?}"
         );
         let first = alerts.iter().position(|&n| n > 0).unwrap();
-        let WriteOutcome::Stored { answer } = &outcomes[first] else {
+        let WriteOutcome::Stored { answer, .. } = &outcomes[first] else {
             unreachable!()
         };
         let stored = store
@@ -482,7 +482,7 @@ async fn a_commit_renders_the_change_points_it_confirms_into_the_stored_answer()
         assert_eq!(points.len() as u64, alerts.iter().sum::<u64>());
         assert_eq!(points[0].evaluation_id, ids[first]);
         // The key's answer is the rendered one too, not what the record held.
-        let WriteOutcome::Stored { answer: last } = &outcomes[19] else {
+        let WriteOutcome::Stored { answer: last, .. } = &outcomes[19] else {
             unreachable!()
         };
         let found = store
