@@ -89,15 +89,10 @@ async fn deliver(state: &AppState, c: &ClaimedDelivery) {
     );
     let body = serde_json::to_vec(&c.payload.0).unwrap_or_default();
     let reply = if keys.is_empty() {
-        crate::outbound::Reply {
-            status: None,
-            retry_after: None,
-            excerpt: String::new(),
-            error: Some(
-                "the endpoint's secret cannot be opened (was API_KEY_SALT changed?)".into(),
-            ),
-            latency: Duration::ZERO,
-        }
+        crate::outbound::Reply::failed(
+            "the endpoint's secret cannot be opened (was API_KEY_SALT changed?)".into(),
+            Duration::ZERO,
+        )
     } else {
         state
             .outbound()
@@ -134,11 +129,8 @@ async fn deliver(state: &AppState, c: &ClaimedDelivery) {
 }
 
 async fn report_backlog(state: &AppState) {
-    if let Ok((pending, oldest)) = state.store().delivery_backlog(None).await {
+    if let Ok((pending, waited)) = webhooks::backlog(state, None).await {
         metrics::gauge!(PENDING_METRIC).set(pending as f64);
-        let age = oldest.map_or(0.0, |t| {
-            (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0
-        });
-        metrics::gauge!(OLDEST_METRIC).set(age);
+        metrics::gauge!(OLDEST_METRIC).set(waited.unwrap_or(0.0));
     }
 }

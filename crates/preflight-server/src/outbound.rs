@@ -156,6 +156,19 @@ pub struct Reply {
     pub latency: Duration,
 }
 
+impl Reply {
+    /// An attempt that got no answer, and why.
+    pub fn failed(error: String, latency: Duration) -> Reply {
+        Reply {
+            status: None,
+            retry_after: None,
+            excerpt: String::new(),
+            error: Some(error),
+            latency,
+        }
+    }
+}
+
 /// How much of a receiver's answer is kept in the delivery log.
 const EXCERPT_BYTES: usize = 1024;
 
@@ -187,13 +200,7 @@ impl Outbound {
     /// of `secrets` (two while a rotation overlaps).
     pub async fn send(&self, url: &str, id: &str, body: &[u8], secrets: &[Vec<u8>]) -> Reply {
         let started = std::time::Instant::now();
-        let failed = |error: String| Reply {
-            status: None,
-            retry_after: None,
-            excerpt: String::new(),
-            error: Some(error),
-            latency: started.elapsed(),
-        };
+        let failed = |error: String| Reply::failed(error, started.elapsed());
         // The resolver sees host names only; a literal address is checked here.
         let url = match Url::parse(url) {
             Ok(u) => u,

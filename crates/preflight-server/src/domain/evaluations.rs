@@ -151,7 +151,7 @@ impl CommitEffects for Effects {
         alerts::raised(&self.rules, &self.observed, found)
     }
 
-    fn deliveries(&self, alert: &NewAlert, endpoints: &[EndpointRow]) -> Vec<NewDelivery> {
+    fn deliveries(&self, alert: &mut NewAlert, endpoints: &[EndpointRow]) -> Vec<NewDelivery> {
         webhooks::deliveries(alert, endpoints)
     }
 }

@@ -407,10 +407,11 @@ pub fn payload(alert: &NewAlert) -> serde_json::Value {
     })
 }
 
-/// The deliveries of a new alert to the endpoints that take it.
-pub fn deliveries(alert: &NewAlert, endpoints: &[EndpointRow]) -> Vec<NewDelivery> {
+/// The deliveries of a new alert to the endpoints of its tenant that take it; the alert is
+/// `pending` when there is one, else it stays `no_endpoint`.
+pub fn deliveries(alert: &mut NewAlert, endpoints: &[EndpointRow]) -> Vec<NewDelivery> {
     let body = payload(alert);
-    endpoints
+    let to: Vec<NewDelivery> = endpoints
         .iter()
         .filter(|e| e.enabled && e.tenant_id == alert.tenant_id && takes(e, alert))
         .map(|e| NewDelivery {
@@ -426,7 +427,22 @@ pub fn deliveries(alert: &NewAlert, endpoints: &[EndpointRow]) -> Vec<NewDeliver
             payload: body.clone(),
             created_at: alert.created_at,
         })
-        .collect()
+        .collect();
+    if !to.is_empty() {
+        alert.delivery_status = super::alerts::DeliveryStatus::Pending.as_str();
+    }
+    to
+}
+
+/// Deliveries waiting to be sent (of one tenant, or of all for the process's gauges), and
+/// how many seconds the oldest has waited.
+pub async fn backlog(
+    state: &AppState,
+    tenant_id: Option<Uuid>,
+) -> Result<(i64, Option<f64>), ApiError> {
+    let (pending, oldest) = state.store().delivery_backlog(tenant_id).await?;
+    let waited = oldest.map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0);
+    Ok((pending, waited))
 }
 
 /// What an attempt's reply leads to. `attempts` counts this one; `jitter` in 0..1 spreads

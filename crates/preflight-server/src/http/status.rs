@@ -73,16 +73,15 @@ pub async fn status(
     // Bounded like the health checks: a status call must answer while the database does not.
     let backlog = tokio::time::timeout(
         std::time::Duration::from_secs(1),
-        state.store().delivery_backlog(principal.tenant_id),
+        crate::domain::webhooks::backlog(&state, principal.tenant_id),
     );
     let webhooks = backlog
         .await
         .ok()
         .and_then(Result::ok)
-        .map(|(pending, oldest)| WebhookStatus {
+        .map(|(pending, waited)| WebhookStatus {
             pending_deliveries: pending,
-            oldest_pending_seconds: oldest
-                .map(|t| (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0),
+            oldest_pending_seconds: waited,
         });
     Ok(Json(StatusResponse {
         version: env!("CARGO_PKG_VERSION"),

@@ -97,9 +97,9 @@ pub trait CommitEffects: Send + Sync {
     fn answer(&self, found: &Found) -> Result<serde_json::Value, serde_json::Error>;
     /// The alerts the tenant's rules raise for it.
     fn alerts(&self, found: &Found) -> Vec<NewAlert>;
-    /// The deliveries of a new alert to those of the tenant's enabled `endpoints` that
-    /// take it.
-    fn deliveries(&self, alert: &NewAlert, endpoints: &[EndpointRow]) -> Vec<NewDelivery>;
+    /// The deliveries of a new alert to those of its tenant's `endpoints` (enabled ones of
+    /// every tenant in the commit) that take it; sets the alert's delivery status to match.
+    fn deliveries(&self, alert: &mut NewAlert, endpoints: &[EndpointRow]) -> Vec<NewDelivery>;
 }
 
 /// A template version's detector and seen extractors, read under its row lock.
@@ -415,15 +415,7 @@ impl EvaluationStore for SqlStore {
         let alerts: Vec<NewAlert> = alerts
             .into_iter()
             .map(|(i, mut alert)| {
-                let theirs: Vec<EndpointRow> = endpoints
-                    .iter()
-                    .filter(|e| e.tenant_id == alert.tenant_id)
-                    .cloned()
-                    .collect();
-                let to = batch[i].effects.deliveries(&alert, &theirs);
-                if !to.is_empty() {
-                    alert.delivery_status = "pending";
-                }
+                let to = batch[i].effects.deliveries(&mut alert, &endpoints);
                 deliveries.push((i, alert.id, to));
                 alert
             })

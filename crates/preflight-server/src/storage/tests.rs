@@ -257,7 +257,7 @@ impl CommitEffects for CountingAnswer {
     }
     fn deliveries(
         &self,
-        _alert: &NewAlert,
+        _alert: &mut NewAlert,
         _endpoints: &[super::webhooks::EndpointRow],
     ) -> Vec<super::webhooks::NewDelivery> {
         Vec::new()
