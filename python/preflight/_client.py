@@ -389,16 +389,22 @@ class _Base:
     def _create_alert_rule(self, *, name: str, metric: str, severity: str,
                            operator: Optional[str] = None, threshold: Optional[float] = None,
                            template_id: Optional[str] = None,
-                           enabled: Optional[bool] = None) -> _Call:
+                           enabled: Optional[bool] = None,
+                           window_seconds: Optional[int] = None,
+                           min_volume: Optional[int] = None) -> _Call:
         body: Dict[str, Any] = {"name": name, "metric": metric, "severity": severity}
         for k, v in (("operator", operator), ("threshold", threshold),
-                     ("template_id", template_id), ("enabled", enabled)):
+                     ("template_id", template_id), ("enabled", enabled),
+                     ("window_seconds", window_seconds), ("min_volume", min_volume)):
             if v is not None:
                 body[k] = v
         return _Call("POST", "/v1/alert-rules", AlertRule, _body(body))
 
     def _list_alert_rules(self) -> _Call:
         return _Call("GET", "/v1/alert-rules", AlertRuleList)
+
+    def _get_alert_rule(self, id: str) -> _Call:
+        return _Call("GET", f"/v1/alert-rules/{_segment(id)}", AlertRule)
 
     def _update_alert_rule(self, id: str, changes: Dict[str, Any]) -> _Call:
         return _Call("PATCH", f"/v1/alert-rules/{_segment(id)}", AlertRule, _body(changes))
@@ -614,12 +620,20 @@ class Client(_Base):
     def create_alert_rule(self, *, name: str, metric: str, severity: str,
                           operator: Optional[str] = None, threshold: Optional[float] = None,
                           template_id: Optional[str] = None,
-                          enabled: Optional[bool] = None) -> AlertRule:
+                          enabled: Optional[bool] = None,
+                          window_seconds: Optional[int] = None,
+                          min_volume: Optional[int] = None) -> AlertRule:
         """``POST /v1/alert-rules`` (docs/alerts.md). A tenant's first rule replaces the
-        built-in rules."""
+        built-in rules. Window metrics (``new_rate``, ``reject_rate``, ``review_rate``,
+        ``automation_rate``) take ``window_seconds`` and ``min_volume``."""
         return self._run(self._create_alert_rule(
             name=name, metric=metric, severity=severity, operator=operator,
-            threshold=threshold, template_id=template_id, enabled=enabled))
+            threshold=threshold, template_id=template_id, enabled=enabled,
+            window_seconds=window_seconds, min_volume=min_volume))
+
+    def get_alert_rule(self, id: str) -> AlertRule:
+        """``GET /v1/alert-rules/{id}``, with a window rule's progress."""
+        return self._run(self._get_alert_rule(id))
 
     def list_alert_rules(self) -> List[AlertRule]:
         """``GET /v1/alert-rules``: the tenant's rules in creation order."""
@@ -841,11 +855,18 @@ class AsyncClient(_Base):
                                 operator: Optional[str] = None,
                                 threshold: Optional[float] = None,
                                 template_id: Optional[str] = None,
-                                enabled: Optional[bool] = None) -> AlertRule:
+                                enabled: Optional[bool] = None,
+                                window_seconds: Optional[int] = None,
+                                min_volume: Optional[int] = None) -> AlertRule:
         """See :meth:`Client.create_alert_rule`."""
         return await self._run(self._create_alert_rule(
             name=name, metric=metric, severity=severity, operator=operator,
-            threshold=threshold, template_id=template_id, enabled=enabled))
+            threshold=threshold, template_id=template_id, enabled=enabled,
+            window_seconds=window_seconds, min_volume=min_volume))
+
+    async def get_alert_rule(self, id: str) -> AlertRule:
+        """See :meth:`Client.get_alert_rule`."""
+        return await self._run(self._get_alert_rule(id))
 
     async def list_alert_rules(self) -> List[AlertRule]:
         """See :meth:`Client.list_alert_rules`."""

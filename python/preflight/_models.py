@@ -213,6 +213,12 @@ class AlertRule(_Answer):
     severity: str
     template_id: Optional[str] = None
     enabled: bool
+    window_seconds: Optional[int] = None
+    """Window metrics (``new_rate``, ``reject_rate``, ``review_rate``,
+    ``automation_rate``): the sliding window."""
+    min_volume: Optional[int] = None
+    checked_until: Optional[datetime] = None
+    """Window metrics: the end of the last window the server checked."""
     created_at: datetime
     updated_at: datetime
 
@@ -233,8 +239,9 @@ class AlertRecord(_Answer):
     status: str
     template_id: Optional[str] = None
     template_version_id: Optional[str] = None
-    evaluation_id: str
-    last_evaluation_id: str
+    evaluation_id: Optional[str] = None
+    """``None`` for a window rule's alert and a disabled webhook endpoint's."""
+    last_evaluation_id: Optional[str] = None
     value: Optional[float] = None
     threshold: Optional[float] = None
     message: str

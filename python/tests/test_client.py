@@ -337,6 +337,19 @@ def test_alert_rules_and_alerts(server):
             assert "metric" in [f.field for f in bad.value.errors]
             with pytest.raises(preflight.NotFoundError):
                 c.get_alert(str(uuid.uuid4()))
+            window = c.create_alert_rule(name="py automation", metric="automation_rate",
+                                         operator="lt", threshold=0.5, severity="warning",
+                                         window_seconds=600, min_volume=1000)
+            try:
+                got = c.get_alert_rule(window.id)
+                assert (got.window_seconds, got.min_volume) == (600, 1000)
+                assert got.checked_until is not None
+                with pytest.raises(preflight.ValidationError) as bad:
+                    c.create_alert_rule(name="x", metric="new_rate", operator="gt",
+                                        threshold=0.5, severity="info", template_id=tid)
+                assert "template_id" in [f.field for f in bad.value.errors]
+            finally:
+                c.delete_alert_rule(window.id)
         finally:
             assert c.delete_alert_rule(rule.id) is None
         assert rule.id not in [r.id for r in c.list_alert_rules()]
@@ -347,5 +360,7 @@ def test_alert_rules_and_alerts(server):
             assert isinstance(page, preflight.AlertPage)
             rules = await a.list_alert_rules()
             assert all(isinstance(r, preflight.AlertRule) for r in rules)
+            for r in rules:
+                assert (await a.get_alert_rule(r.id)).id == r.id
 
     asyncio.run(run())

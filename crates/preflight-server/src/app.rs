@@ -94,6 +94,7 @@ pub async fn build_state(config: Config, metrics: PrometheusHandle) -> anyhow::R
     });
     tokio::spawn(state.templates().clone().sync_forever());
     tokio::spawn(crate::delivery::supervise(state.clone()));
+    tokio::spawn(crate::alert_windows::supervise(state.clone()));
     let janitor = state.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));

@@ -86,6 +86,14 @@ pub struct Config<K = AuthKeys> {
     pub limits: LimitsConfig,
     pub telemetry: TelemetryConfig,
     pub webhooks: WebhookConfig,
+    pub alerts: AlertsConfig,
+}
+
+/// Alert rules checked in the background.
+#[derive(Debug, Clone)]
+pub struct AlertsConfig {
+    /// How often window rules (`new_rate`, …) are checked; checks fall on multiples of it.
+    pub window_check_every: Duration,
 }
 
 /// Outbound webhook delivery.
@@ -98,6 +106,11 @@ pub struct WebhookConfig {
     pub retry_schedule: Vec<Duration>,
     /// How long one delivery attempt may take, connect to last byte.
     pub timeout: Duration,
+    /// How long an endpoint's circuit stays open after it tripped (doubling with each
+    /// failed probe, up to an hour).
+    pub circuit_cooldown: Duration,
+    /// An endpoint that has failed every attempt for this long is disabled, with an alert.
+    pub disable_after: Duration,
 }
 
 /// About three days of retries: 5 s, 30 s, 2 min, 10 min, 30 min, 1 h, 3 h, 6 h, 12 h, 24 h, 24 h.
@@ -480,6 +493,12 @@ impl Config<GivenKeys> {
         }
         let webhook_timeout =
             Duration::from_secs(r.positive_u64("WEBHOOK_TIMEOUT_SECONDS", 10).min(60));
+        let circuit_cooldown =
+            Duration::from_secs(r.positive_u64("WEBHOOK_CIRCUIT_SECONDS", 30).min(3600));
+        let disable_after =
+            Duration::from_secs(r.positive_u64("WEBHOOK_DISABLE_AFTER_SECONDS", 432_000));
+        let window_check_every =
+            Duration::from_secs(r.positive_u64("ALERT_WINDOW_CHECK_SECONDS", 15).min(3600));
 
         if !r.problems.is_empty() {
             return Err(ConfigError {
@@ -536,7 +555,10 @@ impl Config<GivenKeys> {
                 allowed_cidrs: webhook_allowed_cidrs,
                 retry_schedule,
                 timeout: webhook_timeout,
+                circuit_cooldown,
+                disable_after,
             },
+            alerts: AlertsConfig { window_check_every },
         })
     }
 
@@ -564,6 +586,7 @@ impl Config<GivenKeys> {
             limits: self.limits,
             telemetry: self.telemetry,
             webhooks: self.webhooks,
+            alerts: self.alerts,
         }
     }
 }

@@ -67,15 +67,20 @@ async fn run(state: AppState) {
 /// Claims and sends one batch; how many it claimed.
 async fn step(state: &AppState) -> Result<usize, StoreError> {
     let now = Utc::now();
-    let lease =
-        chrono::Duration::from_std(state.config().webhooks.timeout + Duration::from_secs(30))
-            .unwrap_or(chrono::Duration::minutes(1));
+    let lease = chrono::Duration::from_std(lease(state.config().webhooks.timeout))
+        .unwrap_or(chrono::Duration::minutes(1));
     let claimed = state
         .store()
         .claim_deliveries(now, now + lease, BATCH)
         .await?;
     futures::future::join_all(claimed.iter().map(|c| deliver(state, c))).await;
     Ok(claimed.len())
+}
+
+/// How long a claim holds a delivery: the attempt's timeout twice over and a margin for
+/// recording it. A process killed mid-delivery holds its rows this long at most.
+fn lease(timeout: Duration) -> Duration {
+    timeout * 2 + Duration::from_secs(5)
 }
 
 async fn deliver(state: &AppState, c: &ClaimedDelivery) {
@@ -122,7 +127,19 @@ async fn deliver(state: &AppState, c: &ClaimedDelivery) {
         error: reply.error.clone(),
         response_excerpt: reply.excerpt.clone(),
     };
-    if let Err(e) = state.store().finish_attempt(c, &attempt, &step).await {
+    let webhooks_config = &state.config().webhooks;
+    let judged = webhooks::Attempt {
+        step,
+        policy: webhooks::HealthPolicy {
+            cooldown: webhooks_config.circuit_cooldown,
+            disable_after: webhooks_config.disable_after,
+        },
+        tenant_id: c.tenant_id,
+        endpoint_id: c.endpoint_id,
+        url: c.url.clone(),
+        at: attempt.at,
+    };
+    if let Err(e) = state.store().finish_attempt(c, &attempt, &judged).await {
         // The lease runs out and the delivery is attempted again: at least once.
         tracing::warn!(error = %e, delivery = %c.id, "webhook attempt not recorded");
     }

@@ -6,6 +6,7 @@
 //! `state` holding the services and `app` starting and stopping them. `docs/architecture.md`
 //! draws it.
 
+pub mod alert_windows;
 pub mod app;
 pub mod auth;
 pub mod config;

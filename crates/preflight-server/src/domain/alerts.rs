@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use preflight_engine::{ChangePoint, DriftSeries};
+use preflight_engine::{ChangePoint, Decision, DriftSeries};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -93,15 +93,32 @@ pub enum AlertMetric {
     /// A matched document came from an extractor (vendor, model or version) the template
     /// has not seen (the evaluation's `EXTRACTOR_CHANGED` reason).
     ExtractorChanged,
+    /// The share of NEW decisions over a sliding window (tenant-wide).
+    NewRate,
+    /// The share of REJECT decisions over a sliding window (tenant-wide).
+    RejectRate,
+    /// The share of REVIEW decisions over a sliding window.
+    ReviewRate,
+    /// The share of MATCH decisions (documents that went through untouched) over a
+    /// sliding window.
+    AutomationRate,
+    /// A webhook endpoint was disabled by preflight (410 Gone, or failing for longer than
+    /// `WEBHOOK_DISABLE_AFTER_SECONDS`). Raised by the delivery worker, not by a rule.
+    EndpointDisabled,
 }
 
 impl AlertMetric {
-    pub const ALL: [AlertMetric; 5] = [
+    pub const ALL: [AlertMetric; 10] = [
         AlertMetric::Drift,
         AlertMetric::Reliability,
         AlertMetric::UnknownProvider,
         AlertMetric::ChangePoint,
         AlertMetric::ExtractorChanged,
+        AlertMetric::NewRate,
+        AlertMetric::RejectRate,
+        AlertMetric::ReviewRate,
+        AlertMetric::AutomationRate,
+        AlertMetric::EndpointDisabled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -111,12 +128,30 @@ impl AlertMetric {
             AlertMetric::UnknownProvider => "unknown_provider",
             AlertMetric::ChangePoint => "change_point",
             AlertMetric::ExtractorChanged => "extractor_changed",
+            AlertMetric::NewRate => "new_rate",
+            AlertMetric::RejectRate => "reject_rate",
+            AlertMetric::ReviewRate => "review_rate",
+            AlertMetric::AutomationRate => "automation_rate",
+            AlertMetric::EndpointDisabled => "endpoint_disabled",
         }
     }
 
-    /// The names for an error message: "drift, reliability, ... or extractor_changed".
+    /// The names for an error message: "drift, reliability, ... or endpoint_disabled".
     pub fn names() -> String {
-        let names: Vec<&str> = AlertMetric::ALL.iter().map(|m| m.as_str()).collect();
+        Self::join(&AlertMetric::ALL)
+    }
+
+    /// The metrics a rule may watch, for an error message.
+    pub fn rule_names() -> String {
+        let rule: Vec<AlertMetric> = AlertMetric::ALL
+            .into_iter()
+            .filter(|m| m.is_rule_metric())
+            .collect();
+        Self::join(&rule)
+    }
+
+    fn join(metrics: &[AlertMetric]) -> String {
+        let names: Vec<&str> = metrics.iter().map(|m| m.as_str()).collect();
         let (last, rest) = names.split_last().expect("metrics exist");
         format!("{} or {last}", rest.join(", "))
     }
@@ -127,7 +162,35 @@ impl AlertMetric {
 
     /// Whether the metric is a number compared with a threshold (else an event).
     pub fn has_threshold(self) -> bool {
-        matches!(self, AlertMetric::Drift | AlertMetric::Reliability)
+        matches!(self, AlertMetric::Drift | AlertMetric::Reliability) || self.is_window()
+    }
+
+    /// Whether the metric is a rate over a sliding window, checked by the background task
+    /// rather than by each evaluation's commit.
+    pub fn is_window(self) -> bool {
+        self.counted_decision().is_some()
+    }
+
+    /// The decision whose share a window metric is.
+    pub fn counted_decision(self) -> Option<Decision> {
+        match self {
+            AlertMetric::NewRate => Some(Decision::New),
+            AlertMetric::RejectRate => Some(Decision::Reject),
+            AlertMetric::ReviewRate => Some(Decision::Review),
+            AlertMetric::AutomationRate => Some(Decision::Match),
+            _ => None,
+        }
+    }
+
+    /// Whether a tenant's rule may watch it (`endpoint_disabled` is preflight's own).
+    pub fn is_rule_metric(self) -> bool {
+        self != AlertMetric::EndpointDisabled
+    }
+
+    /// Whether a window metric may be scoped to a template: NEW and REJECT decisions have
+    /// none.
+    pub fn takes_template_scope(self) -> bool {
+        !matches!(self, AlertMetric::NewRate | AlertMetric::RejectRate)
     }
 }
 
@@ -274,7 +337,23 @@ pub struct AlertRule {
     /// Only evaluations matched to this template; `None`: every template.
     pub template_id: Option<String>,
     pub enabled: bool,
+    /// For window metrics.
+    pub window: Option<RuleWindow>,
 }
+
+/// The sliding window of a rate rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleWindow {
+    pub seconds: u32,
+    /// Fewer evaluations than this in a window say nothing (the rate is not checked).
+    pub min_volume: u32,
+}
+
+/// The window a rate rule gets when it names none.
+pub const DEFAULT_WINDOW_SECONDS: u32 = 900;
+pub const DEFAULT_MIN_VOLUME: u32 = 20;
+const WINDOW_SECONDS: std::ops::RangeInclusive<u32> = 10..=86_400;
+const MIN_VOLUME: std::ops::RangeInclusive<u32> = 1..=1_000_000;
 
 impl AlertRule {
     /// A stored rule; `None` if a value is one this version does not know (a newer
@@ -282,6 +361,13 @@ impl AlertRule {
     fn of(row: &AlertRuleRow) -> Option<AlertRule> {
         let condition = match (row.operator.as_deref(), row.threshold) {
             (Some(op), Some(t)) => Some((Comparison::parse(op)?, t)),
+            _ => None,
+        };
+        let window = match (row.window_seconds, row.min_volume) {
+            (Some(seconds), Some(min_volume)) => Some(RuleWindow {
+                seconds: u32::try_from(seconds).ok()?,
+                min_volume: u32::try_from(min_volume).ok()?,
+            }),
             _ => None,
         };
         Some(AlertRule {
@@ -292,6 +378,7 @@ impl AlertRule {
             severity: Severity::parse(&row.severity)?,
             template_id: row.template_id.clone(),
             enabled: row.enabled,
+            window,
         })
     }
 
@@ -315,6 +402,7 @@ pub fn builtin_rules() -> Vec<AlertRule> {
         severity,
         template_id: None,
         enabled: true,
+        window: None,
     };
     vec![
         rule(
@@ -401,7 +489,7 @@ pub fn raised(rules: &[AlertRule], o: &Observed, found: &Found) -> Vec<NewAlert>
             dedupe_key: format!("{}:{dedupe}", rule.key()),
             template_id: o.template_id.clone(),
             template_version_id: o.template_version_id,
-            evaluation_id: o.evaluation_id,
+            evaluation_id: Some(o.evaluation_id),
             value,
             threshold,
             message,
@@ -453,6 +541,13 @@ pub fn raised(rules: &[AlertRule], o: &Observed, found: &Found) -> Vec<NewAlert>
                     out.push(alert(dedupe, None, None, message, details));
                 }
             }
+            // Checked over windows by the background task (`window_alert`); preflight's
+            // own alerts are raised where they happen.
+            AlertMetric::NewRate
+            | AlertMetric::RejectRate
+            | AlertMetric::ReviewRate
+            | AlertMetric::AutomationRate
+            | AlertMetric::EndpointDisabled => {}
             AlertMetric::ChangePoint => {
                 for cp in found.change_points {
                     let change = Alert::change_point(template, o.template_version_id, cp);
@@ -476,6 +571,210 @@ pub fn raised(rules: &[AlertRule], o: &Observed, found: &Found) -> Vec<NewAlert>
         }
     }
     out
+}
+
+/// How many evaluations of each decision a window held (in [`Decision::ALL`] order).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WindowCounts(pub [u64; 4]);
+
+impl WindowCounts {
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    pub fn of(&self, d: Decision) -> u64 {
+        let i = Decision::ALL
+            .iter()
+            .position(|x| *x == d)
+            .expect("every decision");
+        self.0[i]
+    }
+
+    pub fn add(&mut self, d: Decision, n: u64) {
+        let i = Decision::ALL
+            .iter()
+            .position(|x| *x == d)
+            .expect("every decision");
+        self.0[i] += n;
+    }
+}
+
+/// The most windows one check looks at after a pause (a restart, a long database outage):
+/// the gap is covered by back-to-back windows, then the window ending now.
+pub const MAX_CATCH_UP_WINDOWS: usize = 96;
+
+/// The ends of the windows a rule's next check looks at. Checks happen at multiples of
+/// `every` since the epoch, so every replica agrees on them; a rule checked until
+/// `checked_until` goes on from there, covering a gap longer than its window with
+/// back-to-back windows so that what happened while nobody checked is still seen.
+pub fn window_ends(
+    checked_until: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    every: std::time::Duration,
+    window: std::time::Duration,
+) -> Vec<DateTime<Utc>> {
+    let every_ms = i64::try_from(every.as_millis()).unwrap_or(i64::MAX).max(1);
+    let end_ms = now.timestamp_millis().div_euclid(every_ms) * every_ms;
+    let Some(end) = DateTime::<Utc>::from_timestamp_millis(end_ms) else {
+        return Vec::new();
+    };
+    let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::days(1));
+    let mut ends = Vec::new();
+    match checked_until {
+        Some(done) if done >= end => return ends,
+        Some(done) => {
+            let mut t = done + window;
+            while t < end && ends.len() < MAX_CATCH_UP_WINDOWS {
+                ends.push(t);
+                t += window;
+            }
+        }
+        None => {}
+    }
+    ends.push(end);
+    ends
+}
+
+/// The alert a window rule raises for the window ending at `end`, if its rate crossed the
+/// threshold on at least the rule's minimum volume. One alert per rule while it is not
+/// resolved: each window that crosses again is an occurrence.
+pub fn window_alert(
+    rule: &AlertRule,
+    tenant_id: Uuid,
+    counts: &WindowCounts,
+    end: DateTime<Utc>,
+) -> Option<NewAlert> {
+    let decision = rule.metric.counted_decision()?;
+    let (window, (cmp, threshold)) = (rule.window?, rule.condition?);
+    let total = counts.total();
+    if total == 0 || total < u64::from(window.min_volume) {
+        return None;
+    }
+    let counted = counts.of(decision);
+    let rate = counted as f64 / total as f64;
+    if !cmp.holds(rate, threshold) {
+        return None;
+    }
+    let scope = rule
+        .template_id
+        .as_deref()
+        .map_or_else(|| "all templates".to_string(), |t| format!("template {t}"));
+    let start = end - chrono::Duration::seconds(i64::from(window.seconds));
+    Some(NewAlert {
+        id: Uuid::now_v7(),
+        tenant_id,
+        rule_id: rule.id,
+        rule_name: rule.name.clone(),
+        metric: rule.metric.as_str(),
+        severity: rule.severity.as_str(),
+        dedupe_key: format!("{}:window", rule.key()),
+        template_id: rule.template_id.clone(),
+        template_version_id: None,
+        evaluation_id: None,
+        value: Some(rate),
+        threshold: Some(threshold),
+        message: format!(
+            "{} {rate:.3} is {} {threshold} over the {} s before {} on {scope} \
+             ({counted} of {total} evaluations were {})",
+            rule.metric.as_str().replace('_', " "),
+            cmp.words(),
+            window.seconds,
+            end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            decision.as_str(),
+        ),
+        details: serde_json::json!({
+            "comparison": cmp.as_str(), "window_seconds": window.seconds,
+            "window_start": start, "window_end": end, "volume": total,
+            "count": counted, "decision": decision.as_str(),
+        }),
+        delivery_status: DeliveryStatus::NoEndpoint.as_str(),
+        created_at: now(),
+    })
+}
+
+/// Checks every enabled window rule of every tenant whose next window has ended, stores
+/// what they raise (with deliveries) and moves their progress; how many alerts were
+/// raised. Replicas may all run this: a rule's check commits only where its progress
+/// moved, so each window is counted once.
+pub async fn check_window_rules(state: &AppState, now: DateTime<Utc>) -> Result<usize, ApiError> {
+    let metrics: Vec<&str> = AlertMetric::ALL
+        .into_iter()
+        .filter(|m| m.is_window())
+        .map(AlertMetric::as_str)
+        .collect();
+    let every = state.config().alerts.window_check_every;
+    let mut raised = 0;
+    for row in state.store().window_rules(&metrics).await? {
+        let Some(rule) = AlertRule::of(&row) else {
+            continue;
+        };
+        let Some(window) = rule.window else { continue };
+        let length = std::time::Duration::from_secs(u64::from(window.seconds));
+        let ends = window_ends(row.checked_until, now, every, length);
+        let Some(&until) = ends.last() else { continue };
+        let mut alerts = Vec::new();
+        for end in ends {
+            let start = end - chrono::Duration::seconds(i64::from(window.seconds));
+            let mut counts = WindowCounts::default();
+            for (decision, n) in state
+                .store()
+                .decision_counts(row.tenant_id, rule.template_id.as_deref(), start, end)
+                .await?
+            {
+                if let Some(d) = Decision::parse(&decision) {
+                    counts.add(d, u64::try_from(n).unwrap_or(0));
+                }
+            }
+            alerts.extend(window_alert(&rule, row.tenant_id, &counts, end));
+        }
+        let n = alerts.len();
+        if state
+            .store()
+            .commit_window_check(
+                row.tenant_id,
+                row.id,
+                row.checked_until,
+                until,
+                alerts,
+                &super::webhooks::deliveries,
+            )
+            .await?
+        {
+            raised += n;
+        }
+    }
+    if raised > 0 {
+        state.delivery_wakeup().notify_one();
+    }
+    Ok(raised)
+}
+
+/// The alert raised when preflight disables a tenant's webhook endpoint.
+pub fn endpoint_disabled(
+    tenant_id: Uuid,
+    endpoint_id: Uuid,
+    url: &str,
+    why: &str,
+    at: DateTime<Utc>,
+) -> NewAlert {
+    NewAlert {
+        id: Uuid::now_v7(),
+        tenant_id,
+        rule_id: None,
+        rule_name: "webhook endpoint disabled".into(),
+        metric: AlertMetric::EndpointDisabled.as_str(),
+        severity: Severity::Critical.as_str(),
+        dedupe_key: format!("endpoint_disabled:{endpoint_id}"),
+        template_id: None,
+        template_version_id: None,
+        evaluation_id: None,
+        value: None,
+        threshold: None,
+        message: format!("webhook endpoint {url} was disabled: {why}; re-enable it with PATCH /v1/webhooks/{endpoint_id}"),
+        details: serde_json::json!({"endpoint_id": endpoint_id, "url": url, "reason": why}),
+        delivery_status: DeliveryStatus::NoEndpoint.as_str(),
+        created_at: at.trunc_subsecs(6),
+    }
 }
 
 /// The rules that apply to the tenant now, from the cache or the store.
@@ -506,8 +805,9 @@ const MAX_RULE_NAME: usize = 200;
 pub struct RuleSpec {
     /// 1 to 200 characters.
     pub name: String,
-    /// `drift`, `reliability` (with `operator` and `threshold`), `unknown_provider`,
-    /// `change_point`, `extractor_changed`.
+    /// `drift`, `reliability`, the window rates `new_rate`, `reject_rate`, `review_rate`,
+    /// `automation_rate` (all with `operator` and `threshold`), or the events
+    /// `unknown_provider`, `change_point`, `extractor_changed`.
     pub metric: String,
     /// `gt`, `lt` or `eq`; threshold metrics only.
     pub operator: Option<String>,
@@ -515,9 +815,15 @@ pub struct RuleSpec {
     pub threshold: Option<f64>,
     /// `info`, `warning` or `critical`.
     pub severity: String,
-    /// Only evaluations matched to this template.
+    /// Only evaluations matched to this template (not for `new_rate` and `reject_rate`,
+    /// whose decisions have no template).
     pub template_id: Option<String>,
     pub enabled: Option<bool>,
+    /// Window metrics: the sliding window, 10 to 86400 seconds (default 900).
+    pub window_seconds: Option<u32>,
+    /// Window metrics: the least number of evaluations in a window for its rate to count,
+    /// 1 to 1000000 (default 20).
+    pub min_volume: Option<u32>,
 }
 
 /// A rule as the API shows it.
@@ -531,6 +837,11 @@ pub struct AlertRuleView {
     pub severity: Severity,
     pub template_id: Option<String>,
     pub enabled: bool,
+    /// Window metrics only.
+    pub window_seconds: Option<u32>,
+    pub min_volume: Option<u32>,
+    /// Window metrics: the end of the last window checked.
+    pub checked_until: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -549,6 +860,9 @@ impl AlertRuleView {
             severity: rule.severity,
             template_id: rule.template_id,
             enabled: rule.enabled,
+            window_seconds: rule.window.map(|w| w.seconds),
+            min_volume: rule.window.map(|w| w.min_volume),
+            checked_until: row.checked_until,
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
@@ -564,11 +878,11 @@ fn checked(spec: &RuleSpec, base: AlertRuleRow) -> Result<AlertRuleRow, ApiError
         "name",
         "must be 1 to 200 characters",
     );
-    let metric = AlertMetric::parse(&spec.metric);
+    let metric = AlertMetric::parse(&spec.metric).filter(|m| m.is_rule_metric());
     v.check(
         metric.is_some(),
         "metric",
-        &format!("must be {}", AlertMetric::names()),
+        &format!("must be {}", AlertMetric::rule_names()),
     );
     let severity = Severity::parse(&spec.severity);
     v.check(
@@ -617,14 +931,44 @@ fn checked(spec: &RuleSpec, base: AlertRuleRow) -> Result<AlertRuleRow, ApiError
         }
         None => {}
     }
+    let window = metric.is_some_and(AlertMetric::is_window);
+    if let Some(w) = spec.window_seconds {
+        v.check(window, "window_seconds", "only window metrics take one");
+        v.check(
+            WINDOW_SECONDS.contains(&w),
+            "window_seconds",
+            "must be 10 to 86400",
+        );
+    }
+    if let Some(n) = spec.min_volume {
+        v.check(window, "min_volume", "only window metrics take one");
+        v.check(
+            MIN_VOLUME.contains(&n),
+            "min_volume",
+            "must be 1 to 1000000",
+        );
+    }
     if let Some(t) = &spec.template_id {
         v.check(
             valid_template_id(t),
             "template_id",
             "is not a valid template_id",
         );
+        v.check(
+            metric.is_none_or(AlertMetric::takes_template_scope),
+            "template_id",
+            "new_rate and reject_rate count decisions that have no template; they are tenant-wide",
+        );
     }
     v.into_result()?;
+    let (window_seconds, min_volume) = if window {
+        (
+            Some(spec.window_seconds.unwrap_or(DEFAULT_WINDOW_SECONDS) as i32),
+            Some(spec.min_volume.unwrap_or(DEFAULT_MIN_VOLUME) as i32),
+        )
+    } else {
+        (None, None)
+    };
     Ok(AlertRuleRow {
         name: spec.name.trim().to_string(),
         metric: spec.metric.clone(),
@@ -633,6 +977,8 @@ fn checked(spec: &RuleSpec, base: AlertRuleRow) -> Result<AlertRuleRow, ApiError
         severity: spec.severity.clone(),
         template_id: spec.template_id.clone(),
         enabled: spec.enabled.unwrap_or(base.enabled),
+        window_seconds,
+        min_volume,
         ..base
     })
 }
@@ -658,6 +1004,14 @@ pub async fn get_rule(
         .ok_or_else(rule_not_found)
 }
 
+pub async fn rule_view(
+    state: &AppState,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<AlertRuleView, ApiError> {
+    AlertRuleView::of(&get_rule(state, tenant_id, id).await?)
+}
+
 pub async fn create_rule(
     state: &AppState,
     tenant_id: Uuid,
@@ -677,10 +1031,19 @@ pub async fn create_rule(
             severity: String::new(),
             template_id: None,
             enabled: true,
+            window_seconds: None,
+            min_volume: None,
+            checked_until: None,
             created_at: now,
             updated_at: now,
         },
     )?;
+    // A window rule watches from its creation on: a restart before its first check
+    // still covers the evaluations since.
+    let row = AlertRuleRow {
+        checked_until: row.window_seconds.map(|_| now),
+        ..row
+    };
     if state.store().list_alert_rules(tenant_id).await?.len() >= MAX_RULES {
         return Err(ApiError::Conflict(format!(
             "a tenant has at most {MAX_RULES} alert rules; delete one first"
@@ -706,6 +1069,8 @@ pub struct RuleChange {
     #[schema(value_type = Option<String>)]
     pub template_id: Option<Option<String>>,
     pub enabled: Option<bool>,
+    pub window_seconds: Option<u32>,
+    pub min_volume: Option<u32>,
 }
 
 /// Tells "absent" (keep) from `null` (clear) for one field.
@@ -731,6 +1096,12 @@ pub async fn update_rule(
     // A rule that becomes an event rule drops its threshold unless one is sent (and
     // refused); one that stays a threshold rule keeps the fields not sent.
     let keeps_threshold = AlertMetric::parse(&metric).is_some_and(AlertMetric::has_threshold);
+    let keeps_window = AlertMetric::parse(&metric).is_some_and(AlertMetric::is_window);
+    let kept = |given: Option<u32>, stored: Option<i32>| {
+        given.or(stored
+            .filter(|_| keeps_window)
+            .and_then(|v| u32::try_from(v).ok()))
+    };
     let spec = RuleSpec {
         name: change.name.unwrap_or_else(|| current.name.clone()),
         operator: change
@@ -745,6 +1116,8 @@ pub async fn update_rule(
             .template_id
             .unwrap_or_else(|| current.template_id.clone()),
         enabled: change.enabled,
+        window_seconds: kept(change.window_seconds, current.window_seconds),
+        min_volume: kept(change.min_volume, current.min_volume),
     };
     let row = checked(
         &spec,
@@ -789,6 +1162,7 @@ fn audited(event: NewAuditEvent, row: &AlertRuleRow) -> NewAuditEvent {
             "name": row.name, "metric": row.metric, "operator": row.operator,
             "threshold": row.threshold, "severity": row.severity,
             "template_id": row.template_id, "enabled": row.enabled,
+            "window_seconds": row.window_seconds, "min_volume": row.min_volume,
         }),
         ..event
     }
@@ -966,6 +1340,9 @@ mod tests {
             severity: "critical".into(),
             template_id: None,
             enabled,
+            window_seconds: None,
+            min_volume: None,
+            checked_until: None,
             created_at: now,
             updated_at: now,
         };
@@ -974,6 +1351,145 @@ mod tests {
         assert_eq!(rules[0].metric, AlertMetric::ChangePoint);
         // A value from a newer version is skipped, not misread.
         assert!(effective_rules(&[row("latency", true)]).is_empty());
+    }
+
+    fn window_rule(metric: AlertMetric, cmp: Comparison, threshold: f64) -> AlertRule {
+        AlertRule {
+            id: Some(Uuid::nil()),
+            name: "w".into(),
+            metric,
+            condition: Some((cmp, threshold)),
+            severity: Severity::Warning,
+            template_id: None,
+            enabled: true,
+            window: Some(RuleWindow {
+                seconds: 900,
+                min_volume: 10,
+            }),
+        }
+    }
+
+    fn counts(matched: u64, review: u64, new: u64, reject: u64) -> WindowCounts {
+        WindowCounts([matched, review, new, reject])
+    }
+
+    #[test]
+    fn a_window_rule_fires_past_its_threshold_and_only_on_enough_volume() {
+        let end = Utc::now();
+        let reject = window_rule(AlertMetric::RejectRate, Comparison::Gt, 0.2);
+        // 3 of 10 rejected: 0.3 > 0.2.
+        let a = window_alert(&reject, Uuid::nil(), &counts(7, 0, 0, 3), end).unwrap();
+        assert_eq!(a.metric, "reject_rate");
+        assert!((a.value.unwrap() - 0.3).abs() < 1e-12);
+        assert_eq!(a.evaluation_id, None);
+        assert_eq!(a.details["volume"], 10);
+        assert_eq!(a.details["count"], 3);
+        // Exactly at the threshold, or below: nothing.
+        assert!(window_alert(&reject, Uuid::nil(), &counts(8, 0, 0, 2), end).is_none());
+        // The same share on too few evaluations says nothing.
+        assert!(window_alert(&reject, Uuid::nil(), &counts(6, 0, 0, 3), end).is_none());
+        assert!(window_alert(&reject, Uuid::nil(), &WindowCounts::default(), end).is_none());
+
+        let automation = window_rule(AlertMetric::AutomationRate, Comparison::Lt, 0.8);
+        assert!(window_alert(&automation, Uuid::nil(), &counts(8, 2, 0, 0), end).is_none());
+        let low = window_alert(&automation, Uuid::nil(), &counts(7, 2, 1, 0), end).unwrap();
+        assert!(
+            low.message.contains("7 of 10 evaluations were MATCH"),
+            "{}",
+            low.message
+        );
+        let review = window_rule(AlertMetric::ReviewRate, Comparison::Gt, 0.1);
+        assert!(window_alert(&review, Uuid::nil(), &counts(5, 5, 0, 0), end).is_some());
+        let new = window_rule(AlertMetric::NewRate, Comparison::Gt, 0.1);
+        assert!(window_alert(&new, Uuid::nil(), &counts(5, 5, 0, 0), end).is_none());
+        // One alert per rule while unresolved: every window has the same key.
+        let later = window_alert(&review, Uuid::nil(), &counts(1, 9, 0, 0), end).unwrap();
+        let first = window_alert(&review, Uuid::nil(), &counts(5, 5, 0, 0), end).unwrap();
+        assert_eq!(later.dedupe_key, first.dedupe_key);
+        // The per-evaluation rules never raise a window metric.
+        let o = observed(0.9, 0.1);
+        assert!(raised(&[reject], &o, &NOTHING).is_empty());
+    }
+
+    #[test]
+    fn window_checks_fall_on_multiples_of_the_interval_and_cover_a_gap_with_whole_windows() {
+        let at = |s: i64| DateTime::<Utc>::from_timestamp(s, 0).unwrap();
+        let every = std::time::Duration::from_secs(15);
+        let window = std::time::Duration::from_secs(60);
+        // A rule never checked: the window ending at the last multiple of 15 s.
+        assert_eq!(
+            window_ends(None, at(1_000_007), every, window),
+            [at(1_000_005)]
+        );
+        // Checked up to that end already: nothing until the next multiple.
+        assert!(window_ends(Some(at(1_000_005)), at(1_000_019), every, window).is_empty());
+        // The next tick: one window.
+        assert_eq!(
+            window_ends(Some(at(1_000_005)), at(1_000_020), every, window),
+            [at(1_000_020)]
+        );
+        // Down for 200 s: back-to-back windows from where it stopped, then the window
+        // ending at the last multiple.
+        assert_eq!(
+            window_ends(Some(at(1_000_005)), at(1_000_205), every, window),
+            [at(1_000_065), at(1_000_125), at(1_000_185), at(1_000_200)]
+        );
+        // Down for a year: at most MAX_CATCH_UP_WINDOWS windows, the last ending now.
+        let ends = window_ends(Some(at(0)), at(40_000_005), every, window);
+        assert_eq!(ends.len(), MAX_CATCH_UP_WINDOWS + 1);
+        assert_eq!(*ends.last().unwrap(), at(40_000_005));
+    }
+
+    #[test]
+    fn rule_specs_for_windows_are_checked() {
+        let base = |metric: &str| RuleSpec {
+            name: "r".into(),
+            metric: metric.into(),
+            operator: Some("gt".into()),
+            threshold: Some(0.2),
+            severity: "warning".into(),
+            template_id: None,
+            enabled: None,
+            window_seconds: None,
+            min_volume: None,
+        };
+        let row = || AlertRuleRow {
+            id: Uuid::nil(),
+            tenant_id: Uuid::nil(),
+            name: String::new(),
+            metric: String::new(),
+            operator: None,
+            threshold: None,
+            severity: String::new(),
+            template_id: None,
+            enabled: true,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            window_seconds: None,
+            min_volume: None,
+            checked_until: None,
+        };
+        let ok = checked(&base("reject_rate"), row()).unwrap();
+        assert_eq!(ok.window_seconds, Some(DEFAULT_WINDOW_SECONDS as i32));
+        assert_eq!(ok.min_volume, Some(DEFAULT_MIN_VOLUME as i32));
+        let mut scoped = base("new_rate");
+        scoped.template_id = Some("invoice".into());
+        assert!(checked(&scoped, row()).is_err());
+        scoped.metric = "review_rate".into();
+        assert!(checked(&scoped, row()).is_ok());
+        let mut short = base("review_rate");
+        short.window_seconds = Some(5);
+        assert!(checked(&short, row()).is_err());
+        let mut windowed_drift = base("drift");
+        windowed_drift.min_volume = Some(5);
+        assert!(checked(&windowed_drift, row()).is_err());
+        let drift = checked(&base("drift"), row()).unwrap();
+        assert_eq!(drift.window_seconds, None);
+        // preflight's own alert is not a rule a tenant defines.
+        let mut own = base("endpoint_disabled");
+        own.operator = None;
+        own.threshold = None;
+        assert!(checked(&own, row()).is_err());
     }
 
     #[test]

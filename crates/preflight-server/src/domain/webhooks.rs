@@ -23,7 +23,9 @@ use crate::outbound::{new_secret, secret_bytes, Reply};
 use crate::state::AppState;
 use crate::storage::alerts::NewAlert;
 use crate::storage::identity::NewAuditEvent;
-use crate::storage::webhooks::{AttemptRow, DeliveryRow, DeliveryStep, EndpointRow, NewDelivery};
+use crate::storage::webhooks::{
+    AttemptEffects, AttemptRow, DeliveryRow, DeliveryStep, EndpointHealth, EndpointRow, NewDelivery,
+};
 
 /// The most endpoints one tenant may have.
 pub const MAX_ENDPOINTS: usize = 20;
@@ -83,6 +85,8 @@ pub struct EndpointView {
     pub disabled_reason: Option<String>,
     /// Until when the previous secret is still signed with, after a rotation.
     pub previous_secret_until: Option<DateTime<Utc>>,
+    /// How its deliveries have been going (the circuit breaker's state).
+    pub health: EndpointHealth,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -99,6 +103,7 @@ impl From<&EndpointRow> for EndpointView {
             enabled: e.enabled,
             disabled_reason: e.disabled_reason.clone(),
             previous_secret_until: e.previous_secret_until,
+            health: e.health.clone(),
             created_at: e.created_at,
             updated_at: e.updated_at,
         }
@@ -219,6 +224,7 @@ pub async fn create(
         previous_secret_until: None,
         created_at: at,
         updated_at: at,
+        health: EndpointHealth::default(),
     };
     let row = checked(
         state,
@@ -278,6 +284,7 @@ pub async fn update(
         .template_id
         .unwrap_or_else(|| current.template_id.clone());
     let enabled = change.enabled.unwrap_or(current.enabled);
+    let current_enabled = current.enabled;
     let base = EndpointRow {
         enabled,
         // Enabling it again clears why it was disabled.
@@ -299,12 +306,20 @@ pub async fn update(
         base,
     )
     .await?;
+    let enabled_again = row.enabled && !current_enabled;
     if !state
         .store()
         .save_endpoint(&row, &audited(event, &row))
         .await?
     {
         return Err(not_found());
+    }
+    let mut row = row;
+    if enabled_again {
+        // A tenant who enabled it again starts it with a clean slate (closed circuit, no
+        // failure streak), or the next failure would disable it at once.
+        state.store().reset_endpoint_health(tenant_id, id).await?;
+        row.health = EndpointHealth::default();
     }
     Ok(EndpointView::from(&row))
 }
@@ -469,6 +484,100 @@ pub fn next_step(
     let wait = reply.retry_after.map_or(spread, |r| r.max(spread));
     let wait = chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::days(7));
     DeliveryStep::Retry(now + wait)
+}
+
+/// Failed attempts in a row that trip an endpoint's circuit.
+pub const TRIP_AFTER_FAILURES: i32 = 5;
+/// The longest a tripped circuit stays open between probes.
+pub const MAX_CIRCUIT_COOLDOWN: Duration = Duration::from_secs(3600);
+
+/// When an endpoint's circuit opens and when it is given up on.
+#[derive(Debug, Clone, Copy)]
+pub struct HealthPolicy {
+    /// How long the circuit stays open after tripping; doubled by each failed probe.
+    pub cooldown: Duration,
+    /// Failing for this long (with the circuit tripped) disables the endpoint.
+    pub disable_after: Duration,
+}
+
+/// An endpoint's health after an attempt, and why to disable it if it should be: a
+/// success closes the circuit; [`TRIP_AFTER_FAILURES`] failures in a row open it for the
+/// cooldown (each further failure, which is then a probe, doubles it up to
+/// [`MAX_CIRCUIT_COOLDOWN`]); failing for `disable_after` disables the endpoint, as does a
+/// step that says so (410 Gone).
+pub fn health_after(
+    policy: &HealthPolicy,
+    before: &EndpointHealth,
+    step: &DeliveryStep,
+    at: DateTime<Utc>,
+) -> (EndpointHealth, Option<String>) {
+    if matches!(step, DeliveryStep::Delivered) {
+        return (EndpointHealth::default(), None);
+    }
+    let failures = before.consecutive_failures.saturating_add(1);
+    let failing_since = before.failing_since.unwrap_or(at);
+    let circuit_open_until = (failures >= TRIP_AFTER_FAILURES).then(|| {
+        let doublings = u32::try_from(failures - TRIP_AFTER_FAILURES)
+            .unwrap_or(0)
+            .min(16);
+        let wait = policy
+            .cooldown
+            .saturating_mul(1 << doublings)
+            .min(MAX_CIRCUIT_COOLDOWN);
+        at + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::hours(1))
+    });
+    let failing_for = (at - failing_since).to_std().unwrap_or_default();
+    let disable = match step {
+        DeliveryStep::FailedAndDisable(why) => Some(why.clone()),
+        _ if failures >= TRIP_AFTER_FAILURES && failing_for >= policy.disable_after => {
+            Some(format!(
+                "every attempt failed for {} s ({failures} in a row since {})",
+                failing_for.as_secs(),
+                failing_since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ))
+        }
+        _ => None,
+    };
+    let after = EndpointHealth {
+        consecutive_failures: failures,
+        failing_since: Some(failing_since),
+        circuit_open_until,
+    };
+    (after, disable)
+}
+
+/// One finished attempt, as the domain judges it (see [`AttemptEffects`]).
+pub struct Attempt {
+    pub step: DeliveryStep,
+    pub policy: HealthPolicy,
+    pub tenant_id: Uuid,
+    pub endpoint_id: Uuid,
+    pub url: String,
+    pub at: DateTime<Utc>,
+}
+
+impl AttemptEffects for Attempt {
+    fn step(&self) -> &DeliveryStep {
+        &self.step
+    }
+
+    fn health(&self, before: &EndpointHealth) -> (EndpointHealth, Option<String>) {
+        health_after(&self.policy, before, &self.step, self.at)
+    }
+
+    fn disabled_alert(&self, reason: &str) -> NewAlert {
+        super::alerts::endpoint_disabled(
+            self.tenant_id,
+            self.endpoint_id,
+            &self.url,
+            reason,
+            self.at,
+        )
+    }
+
+    fn deliveries(&self, alert: &mut NewAlert, endpoints: &[EndpointRow]) -> Vec<NewDelivery> {
+        deliveries(alert, endpoints)
+    }
 }
 
 /// The result of a test delivery.
@@ -700,5 +809,89 @@ mod tests {
             next_step(&reply(Some(500), None), 3, &schedule, t0, 0.5),
             DeliveryStep::Failed
         ));
+    }
+
+    #[test]
+    fn the_circuit_trips_after_failures_in_a_row_backs_off_and_closes_on_a_success() {
+        let policy = HealthPolicy {
+            cooldown: Duration::from_secs(30),
+            disable_after: Duration::from_secs(3600),
+        };
+        let t0 = Utc::now();
+        let failed = DeliveryStep::Retry(t0);
+        let mut h = EndpointHealth::default();
+        for i in 1..TRIP_AFTER_FAILURES {
+            let (next, disable) = health_after(&policy, &h, &failed, t0);
+            assert_eq!(next.consecutive_failures, i);
+            assert_eq!(next.failing_since, Some(t0));
+            assert_eq!(
+                next.circuit_open_until, None,
+                "closed before {TRIP_AFTER_FAILURES}"
+            );
+            assert!(disable.is_none());
+            h = next;
+        }
+        let (tripped, _) = health_after(&policy, &h, &failed, t0);
+        assert_eq!(
+            tripped.circuit_open_until,
+            Some(t0 + chrono::Duration::seconds(30))
+        );
+        // Each failed probe doubles the wait, up to an hour.
+        let (probe, _) = health_after(&policy, &tripped, &failed, t0);
+        assert_eq!(
+            probe.circuit_open_until,
+            Some(t0 + chrono::Duration::seconds(60))
+        );
+        let long = EndpointHealth {
+            consecutive_failures: 40,
+            ..probe.clone()
+        };
+        let (capped, _) = health_after(&policy, &long, &failed, t0);
+        assert_eq!(
+            capped.circuit_open_until,
+            Some(t0 + chrono::Duration::hours(1))
+        );
+        // A success closes it and forgets the streak.
+        let (closed, _) = health_after(&policy, &probe, &DeliveryStep::Delivered, t0);
+        assert_eq!(closed, EndpointHealth::default());
+    }
+
+    #[test]
+    fn an_endpoint_failing_for_long_enough_or_gone_is_disabled() {
+        let policy = HealthPolicy {
+            cooldown: Duration::from_secs(30),
+            disable_after: Duration::from_secs(3600),
+        };
+        let t0 = Utc::now();
+        let failing = EndpointHealth {
+            consecutive_failures: TRIP_AFTER_FAILURES,
+            failing_since: Some(t0),
+            circuit_open_until: Some(t0),
+        };
+        let failed = DeliveryStep::Retry(t0);
+        let (_, early) = health_after(
+            &policy,
+            &failing,
+            &failed,
+            t0 + chrono::Duration::minutes(59),
+        );
+        assert!(early.is_none());
+        let (_, late) = health_after(
+            &policy,
+            &failing,
+            &failed,
+            t0 + chrono::Duration::minutes(60),
+        );
+        assert!(late.unwrap().contains("every attempt failed for 3600 s"));
+        // Failing for long but with few failures (rare deliveries) is not "sustained".
+        let sparse = EndpointHealth {
+            consecutive_failures: 1,
+            ..failing.clone()
+        };
+        let (_, sparse) = health_after(&policy, &sparse, &failed, t0 + chrono::Duration::days(9));
+        assert!(sparse.is_none());
+        let gone = DeliveryStep::FailedAndDisable("the receiver answered 410 Gone".into());
+        let (_, why) = health_after(&policy, &EndpointHealth::default(), &gone, t0);
+        assert_eq!(why.as_deref(), Some("the receiver answered 410 Gone"));
     }
 }

@@ -57,6 +57,21 @@ pub async fn list_rules(
     Ok(Json(AlertRuleList { items }))
 }
 
+/// One rule, with a window rule's progress (`checked_until`).
+#[utoipa::path(get, path = "/v1/alert-rules/{id}", tag = "alerts",
+    params(("id" = Uuid, Path, description = "Rule id")),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = AlertRuleView), (status = 404, body = crate::error::Problem)))]
+pub async fn get_rule(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<AlertRuleView>, ApiError> {
+    let tenant_id = principal.tenant_with(Scope::Read)?;
+    let id = resource_id(&id, "alert rule")?;
+    Ok(Json(alerts::rule_view(&state, tenant_id, id).await?))
+}
+
 /// Changes some fields of a rule (e.g. `{"enabled": false}`).
 #[utoipa::path(patch, path = "/v1/alert-rules/{id}", tag = "alerts", request_body = RuleChange,
     params(("id" = Uuid, Path, description = "Rule id")),

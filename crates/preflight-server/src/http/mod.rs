@@ -62,7 +62,11 @@ pub fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(templates::drift))
         .routes(routes!(templates::from_evaluation))
         .routes(routes!(alerts::create_rule, alerts::list_rules))
-        .routes(routes!(alerts::update_rule, alerts::delete_rule))
+        .routes(routes!(
+            alerts::get_rule,
+            alerts::update_rule,
+            alerts::delete_rule
+        ))
         .routes(routes!(alerts::list_alerts))
         .routes(routes!(alerts::get_alert))
         .routes(routes!(alerts::acknowledge))

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use super::audit::NewAuditEvent;
 use super::sql::{Arg, Query, Tx};
+use super::webhooks::{enabled_endpoints, insert_deliveries, EndpointRow, NewDelivery};
 use super::{SqlStore, StoreError};
 
 /// A tenant's alert rule. Strings hold the domain's enums by their wire names.
@@ -33,6 +34,12 @@ pub struct AlertRuleRow {
     pub enabled: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Window metrics only.
+    pub window_seconds: Option<i32>,
+    pub min_volume: Option<i32>,
+    /// Moved only by the window check ([`AlertStore::commit_window_check`]), never by a
+    /// change to the rule.
+    pub checked_until: Option<DateTime<Utc>>,
 }
 
 /// An alert an evaluation raises, before it is stored.
@@ -47,7 +54,9 @@ pub struct NewAlert {
     pub dedupe_key: String,
     pub template_id: Option<String>,
     pub template_version_id: Option<Uuid>,
-    pub evaluation_id: Uuid,
+    /// `None` for an alert no single evaluation raised (a window rule, a disabled
+    /// endpoint).
+    pub evaluation_id: Option<Uuid>,
     pub value: Option<f64>,
     pub threshold: Option<f64>,
     pub message: String,
@@ -67,7 +76,8 @@ pub struct AlertRow {
     /// `None` for a built-in rule.
     pub rule_id: Option<Uuid>,
     pub rule_name: String,
-    /// `drift`, `reliability`, `unknown_provider`, `change_point` or `extractor_changed`.
+    /// `drift`, `reliability`, `unknown_provider`, `change_point`, `extractor_changed`,
+    /// `new_rate`, `reject_rate`, `review_rate`, `automation_rate` or `endpoint_disabled`.
     pub metric: String,
     /// `info`, `warning` or `critical`.
     pub severity: String,
@@ -77,16 +87,18 @@ pub struct AlertRow {
     pub dedupe_key: String,
     pub template_id: Option<String>,
     pub template_version_id: Option<Uuid>,
-    /// The evaluation that raised it first, and the latest one that raised it again.
-    pub evaluation_id: Uuid,
-    pub last_evaluation_id: Uuid,
+    /// The evaluation that raised it first, and the latest one that raised it again;
+    /// `null` for a window rule's alert (its `details` name the window) and a disabled
+    /// endpoint's.
+    pub evaluation_id: Option<Uuid>,
+    pub last_evaluation_id: Option<Uuid>,
     /// The value that crossed the threshold (the recent mean for a change point).
     pub value: Option<f64>,
     pub threshold: Option<f64>,
     pub message: String,
     #[schema(value_type = Object)]
     pub details: Json<serde_json::Value>,
-    /// How many evaluations raised it while it was not resolved.
+    /// How many evaluations (or window checks) raised it while it was not resolved.
     pub occurrences: i64,
     /// `no_endpoint`, `pending`, `delivered` or `failed`.
     pub delivery_status: String,
@@ -162,10 +174,43 @@ pub trait AlertStore: Send + Sync {
         at: DateTime<Utc>,
         audit: &NewAuditEvent,
     ) -> Result<bool, StoreError>;
+    /// The enabled rules on window metrics of every tenant, for the background check
+    /// (which is no tenant's request; each rule it reads then names its tenant).
+    async fn window_rules(&self, metrics: &[&str]) -> Result<Vec<AlertRuleRow>, StoreError>;
+    /// How many of the tenant's evaluations (of one template, or all) were decided in
+    /// `[from, to)`, per decision.
+    async fn decision_counts(
+        &self,
+        tenant_id: Uuid,
+        template_id: Option<&str>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Moves a rule's `checked_until` from `previous` to `until` and stores the alerts the
+    /// check raised with their deliveries, in one transaction; false (nothing written)
+    /// when another replica or an earlier run already moved it.
+    async fn commit_window_check(
+        &self,
+        tenant_id: Uuid,
+        rule_id: Uuid,
+        previous: Option<DateTime<Utc>>,
+        until: DateTime<Utc>,
+        alerts: Vec<NewAlert>,
+        route: &Route,
+    ) -> Result<bool, StoreError>;
 }
 
+/// How an alert finds its deliveries among its tenant's enabled endpoints (the domain's
+/// rule, called inside the transaction that stores the alert).
+pub type Route = dyn Fn(&mut NewAlert, &[EndpointRow]) -> Vec<NewDelivery> + Send + Sync;
+
 const RULE_COLUMNS: &str = "id, tenant_id, name, metric, operator, threshold, severity, \
-     template_id, enabled, created_at, updated_at";
+     template_id, enabled, created_at, updated_at, window_seconds, min_volume";
+
+/// What a rule is read with: its columns and the check's progress.
+fn rule_select() -> String {
+    format!("{RULE_COLUMNS}, checked_until")
+}
 
 const ALERT_INSERT_COLUMNS: &str = "id, tenant_id, rule_id, rule_name, metric, severity, \
      status, dedupe_key, template_id, template_version_id, evaluation_id, last_evaluation_id, \
@@ -203,7 +248,7 @@ pub(super) async fn first_uses_of_vendors(
 struct Merged {
     alert: NewAlert,
     occurrences: i64,
-    last_evaluation_id: Uuid,
+    last_evaluation_id: Option<Uuid>,
     last_seen_at: DateTime<Utc>,
 }
 
@@ -286,6 +331,44 @@ pub(super) async fn insert_alerts(
     Ok(opened)
 }
 
+/// Stores alerts with their deliveries to the enabled endpoints of their tenants that take
+/// them (the outbox), in `tx`. `route` gives each alert (with its caller's tag) its
+/// deliveries; a repeat of an unresolved alert is an occurrence and queues nothing. Returns
+/// the tags whose alert opened and queued at least one delivery.
+pub(super) async fn insert_alerts_with_deliveries<T: Copy>(
+    tx: &mut Tx,
+    alerts: Vec<(T, NewAlert)>,
+    route: impl Fn(T, &mut NewAlert, &[EndpointRow]) -> Vec<NewDelivery>,
+) -> Result<Vec<T>, StoreError> {
+    if alerts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut tenants: Vec<Uuid> = alerts.iter().map(|(_, a)| a.tenant_id).collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    let endpoints = enabled_endpoints(tx, &tenants).await?;
+    let mut routed = Vec::with_capacity(alerts.len());
+    let alerts: Vec<NewAlert> = alerts
+        .into_iter()
+        .map(|(tag, mut alert)| {
+            let to = route(tag, &mut alert, &endpoints);
+            routed.push((tag, alert.id, to));
+            alert
+        })
+        .collect();
+    let opened = insert_alerts(tx, alerts).await?;
+    let mut queued = Vec::new();
+    let mut deliveries = Vec::new();
+    for (tag, id, to) in routed {
+        if opened.contains(&id) && !to.is_empty() {
+            queued.push(tag);
+            deliveries.extend(to);
+        }
+    }
+    insert_deliveries(tx, &deliveries).await?;
+    Ok(queued)
+}
+
 /// A rule's values in [`RULE_COLUMNS`] order.
 fn rule_values(r: &AlertRuleRow) -> Vec<Arg> {
     vec![
@@ -300,6 +383,8 @@ fn rule_values(r: &AlertRuleRow) -> Vec<Arg> {
         r.enabled.into(),
         r.created_at.into(),
         r.updated_at.into(),
+        r.window_seconds.into(),
+        r.min_volume.into(),
     ]
 }
 
@@ -311,18 +396,16 @@ impl AlertStore for SqlStore {
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError> {
         let mut tx = self.db.begin_write().await?;
-        tx.execute(Query::insert_row(
-            "alert_rules",
-            RULE_COLUMNS,
-            rule_values(rule),
-        ))
-        .await?;
+        let mut values = rule_values(rule);
+        values.push(rule.checked_until.into());
+        tx.execute(Query::insert_row("alert_rules", &rule_select(), values))
+            .await?;
         tx.commit_with_audit(audit).await
     }
 
     async fn list_alert_rules(&self, tenant_id: Uuid) -> Result<Vec<AlertRuleRow>, StoreError> {
         self.db
-            .fetch_all(Query::tenant_rows(RULE_COLUMNS, "alert_rules", tenant_id))
+            .fetch_all(Query::tenant_rows(&rule_select(), "alert_rules", tenant_id))
             .await
     }
 
@@ -333,7 +416,7 @@ impl AlertStore for SqlStore {
     ) -> Result<Option<AlertRuleRow>, StoreError> {
         self.db
             .fetch_optional(Query::tenant_row(
-                RULE_COLUMNS,
+                &rule_select(),
                 "alert_rules",
                 tenant_id,
                 id,
@@ -426,5 +509,100 @@ impl AlertStore for SqlStore {
             audit,
         )
         .await
+    }
+
+    async fn window_rules(&self, metrics: &[&str]) -> Result<Vec<AlertRuleRow>, StoreError> {
+        let q = Query::new(format!(
+            "SELECT {} FROM alert_rules WHERE enabled AND metric IN (",
+            rule_select()
+        ))
+        .push_list(metrics.iter().map(|m| Arg::from(*m)))
+        .push(") ORDER BY tenant_id, id");
+        self.db.fetch_all(q).await
+    }
+
+    async fn decision_counts(
+        &self,
+        tenant_id: Uuid,
+        template_id: Option<&str>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        // Evaluation ids are UUIDv7, so a time range is an id range of the tenant's
+        // primary-key index (no scan of `created_at`).
+        self.db
+            .fetch_all(
+                Query::new(
+                    "SELECT decision, COUNT(*) FROM evaluations WHERE tenant_id = $1 \
+                     AND id >= $2 AND id < $3 AND ($4 IS NULL OR template_id = $4) \
+                     GROUP BY decision",
+                )
+                .bind(tenant_id)
+                .bind(uuid_v7_floor(from))
+                .bind(uuid_v7_floor(to))
+                .bind(template_id),
+            )
+            .await
+    }
+
+    async fn commit_window_check(
+        &self,
+        tenant_id: Uuid,
+        rule_id: Uuid,
+        previous: Option<DateTime<Utc>>,
+        until: DateTime<Utc>,
+        alerts: Vec<NewAlert>,
+        route: &Route,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.db.begin_write().await?;
+        let moved = tx
+            .execute(
+                Query::new(
+                    "UPDATE alert_rules SET checked_until = $3 WHERE tenant_id = $1 AND id = $2 \
+                     AND ((checked_until IS NULL AND $4 IS NULL) OR checked_until = $4)",
+                )
+                .bind(tenant_id)
+                .bind(rule_id)
+                .bind(until)
+                .bind(previous),
+            )
+            .await?;
+        if moved != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let alerts = alerts.into_iter().map(|a| ((), a)).collect();
+        insert_alerts_with_deliveries(&mut tx, alerts, |(), a, e| route(a, e)).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+/// The least UUIDv7 of the millisecond `at`: ids of `[from, to)` are those in
+/// `[floor(from), floor(to))`.
+fn uuid_v7_floor(at: DateTime<Utc>) -> Uuid {
+    let ms = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    Uuid::from_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_v7_floor_orders_below_every_id_of_its_millisecond_and_above_the_earlier_ones() {
+        let at = Utc::now();
+        let ms = u64::try_from(at.timestamp_millis()).unwrap();
+        let ts = |ms: u64| {
+            uuid::Timestamp::from_unix(uuid::NoContext, ms / 1000, (ms % 1000) as u32 * 1_000_000)
+        };
+        for _ in 0..100 {
+            let same = Uuid::new_v7(ts(ms));
+            let before = Uuid::new_v7(ts(ms - 1));
+            assert!(uuid_v7_floor(at) <= same);
+            assert!(before < uuid_v7_floor(at));
+        }
     }
 }

@@ -19,11 +19,11 @@ use uuid::Uuid;
 pub use super::idempotency::IdempotencyRecord;
 pub use super::templates::{TemplateFilter, TemplateRow};
 
-use super::alerts::{first_uses_of_vendors, insert_alerts, NewAlert};
+use super::alerts::{first_uses_of_vendors, insert_alerts_with_deliveries, NewAlert};
 use super::idempotency::{claim, claim_or_fail};
 use super::sql::{Arg, Query};
 use super::templates::bump_revision;
-use super::webhooks::{enabled_endpoints, insert_deliveries, EndpointRow, NewDelivery};
+use super::webhooks::{EndpointRow, NewDelivery};
 use super::{SqlStore, StoreError};
 
 /// An evaluation as decided, before its commit: every stored column but the answer (rendered
@@ -406,20 +406,6 @@ impl EvaluationStore for SqlStore {
             answers.push(Some(answer));
             alerts.extend(w.effects.alerts(&found).into_iter().map(|a| (i, a)));
         }
-        // 5. The alerts' deliveries to the tenants' webhook endpoints (the outbox).
-        let mut tenants: Vec<Uuid> = alerts.iter().map(|(_, a)| a.tenant_id).collect();
-        tenants.sort_unstable();
-        tenants.dedup();
-        let endpoints = enabled_endpoints(&mut tx, &tenants).await?;
-        let mut deliveries = Vec::new();
-        let alerts: Vec<NewAlert> = alerts
-            .into_iter()
-            .map(|(i, mut alert)| {
-                let to = batch[i].effects.deliveries(&mut alert, &endpoints);
-                deliveries.push((i, alert.id, to));
-                alert
-            })
-            .collect();
         let rows: Vec<(&EvaluationWrite, &serde_json::Value)> = batch
             .iter()
             .zip(&answers)
@@ -450,17 +436,16 @@ impl EvaluationStore for SqlStore {
                 .await?;
             }
         }
-        let opened = insert_alerts(&mut tx, alerts).await?;
-        // A repeat of an unresolved alert is an occurrence, not a new event.
+        // 5. The alerts, with their deliveries to the tenants' webhook endpoints (the
+        // outbox).
         let mut queued = vec![false; batch.len()];
-        let mut new_deliveries: Vec<NewDelivery> = Vec::new();
-        for (i, id, to) in deliveries {
-            if opened.contains(&id) && !to.is_empty() {
-                queued[i] = true;
-                new_deliveries.extend(to);
-            }
+        for i in insert_alerts_with_deliveries(&mut tx, alerts, |i, alert, endpoints| {
+            batch[i].effects.deliveries(alert, endpoints)
+        })
+        .await?
+        {
+            queued[i] = true;
         }
-        insert_deliveries(&mut tx, &new_deliveries).await?;
         tx.commit().await?;
         Ok(answers
             .into_iter()

@@ -15,6 +15,7 @@ use sqlx::types::Json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::alerts::{insert_alerts_with_deliveries, NewAlert};
 use super::audit::NewAuditEvent;
 use super::sql::{Arg, Query, Tx};
 use super::{SqlStore, StoreError};
@@ -37,6 +38,35 @@ pub struct EndpointRow {
     pub previous_secret_until: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Kept by the delivery worker ([`WebhookStore::finish_attempt`]); a change to the
+    /// endpoint never writes it.
+    #[sqlx(flatten)]
+    pub health: EndpointHealth,
+}
+
+/// How an endpoint's deliveries have been going, for the circuit breaker and auto-disable.
+#[derive(Debug, Clone, Default, PartialEq, sqlx::FromRow, Serialize, ToSchema)]
+pub struct EndpointHealth {
+    /// Failed attempts since the last success.
+    pub consecutive_failures: i32,
+    /// The first failed attempt since the last success.
+    pub failing_since: Option<DateTime<Utc>>,
+    /// Set once the circuit tripped: while in the future, nothing is sent to the endpoint
+    /// but one probe after it; cleared by a success.
+    pub circuit_open_until: Option<DateTime<Utc>>,
+}
+
+/// What the domain makes of one finished attempt, applied by [`WebhookStore::finish_attempt`]
+/// in the transaction that records it.
+pub trait AttemptEffects: Send + Sync {
+    /// The delivery's next step.
+    fn step(&self) -> &DeliveryStep;
+    /// The endpoint's health after this attempt (read under its row lock), and the reason
+    /// to disable it, if this attempt should.
+    fn health(&self, before: &EndpointHealth) -> (EndpointHealth, Option<String>);
+    /// The alert telling the tenant the endpoint was disabled, routed like any alert.
+    fn disabled_alert(&self, reason: &str) -> NewAlert;
+    fn deliveries(&self, alert: &mut NewAlert, endpoints: &[EndpointRow]) -> Vec<NewDelivery>;
 }
 
 /// A delivery to write with the alert that caused it.
@@ -85,6 +115,13 @@ pub struct AttemptRow {
     pub error: Option<String>,
     /// The first kilobyte of the receiver's answer.
     pub response_excerpt: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct EndpointHealthWithState {
+    #[sqlx(flatten)]
+    health: EndpointHealth,
+    enabled: bool,
 }
 
 /// A due delivery claimed by the worker, with what sending it needs.
@@ -202,13 +239,16 @@ pub trait WebhookStore: Send + Sync {
         lease_until: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<ClaimedDelivery>, StoreError>;
-    /// Records an attempt and what it led to; the alert's delivery status follows.
+    /// Records an attempt and what it led to, with the endpoint's health (which may
+    /// disable it, raising an alert); the alert's delivery status follows.
     async fn finish_attempt(
         &self,
         claimed: &ClaimedDelivery,
         attempt: &AttemptRecord,
-        step: &DeliveryStep,
+        effects: &dyn AttemptEffects,
     ) -> Result<(), StoreError>;
+    /// Forgets an endpoint's failures (it was enabled again by the tenant).
+    async fn reset_endpoint_health(&self, tenant_id: Uuid, id: Uuid) -> Result<(), StoreError>;
     /// Deliveries waiting to be sent (of one tenant, or all), and when the oldest was
     /// queued.
     async fn delivery_backlog(
@@ -220,6 +260,11 @@ pub trait WebhookStore: Send + Sync {
 const ENDPOINT_COLUMNS: &str = "id, tenant_id, url, description, metrics, min_severity, \
      template_id, enabled, disabled_reason, secret_sealed, previous_secret_sealed, \
      previous_secret_until, created_at, updated_at";
+
+/// What an endpoint is read with: its columns and its health.
+fn endpoint_select() -> String {
+    format!("{ENDPOINT_COLUMNS}, consecutive_failures, failing_since, circuit_open_until")
+}
 
 const DELIVERY_COLUMNS: &str = "seq, id, endpoint_id, event_id, event_type, status, attempts, \
      next_attempt_at, last_status, last_error, delivered_at, created_at";
@@ -233,7 +278,8 @@ pub(super) async fn enabled_endpoints(
         return Ok(Vec::new());
     }
     let q = Query::new(format!(
-        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE enabled AND tenant_id IN ("
+        "SELECT {} FROM webhook_endpoints WHERE enabled AND tenant_id IN (",
+        endpoint_select()
     ))
     .push_list(tenant_ids.iter().map(|t| Arg::Uuid(*t)))
     .push(")");
@@ -309,7 +355,7 @@ impl WebhookStore for SqlStore {
     async fn list_endpoints(&self, tenant_id: Uuid) -> Result<Vec<EndpointRow>, StoreError> {
         self.db
             .fetch_all(Query::tenant_rows(
-                ENDPOINT_COLUMNS,
+                &endpoint_select(),
                 "webhook_endpoints",
                 tenant_id,
             ))
@@ -323,7 +369,7 @@ impl WebhookStore for SqlStore {
     ) -> Result<Option<EndpointRow>, StoreError> {
         self.db
             .fetch_optional(Query::tenant_row(
-                ENDPOINT_COLUMNS,
+                &endpoint_select(),
                 "webhook_endpoints",
                 tenant_id,
                 id,
@@ -488,31 +534,66 @@ impl WebhookStore for SqlStore {
         limit: i64,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let mut tx = self.db.begin_write().await?;
-        let skip_locked = tx.backend().skip_locked("d");
-        let claimed: Vec<(i64,)> = tx
+        // The endpoint rows are locked too, so two replicas never both send a probe to a
+        // tripped endpoint.
+        let skip_locked = tx.backend().skip_locked("d, w");
+        let due: Vec<(i64, Uuid, bool)> = tx
             .fetch_all(
                 Query::new(format!(
-                    "UPDATE webhook_deliveries SET status = 'sending', locked_until = $2, \
-                     attempts = attempts + 1 WHERE seq IN (\
-                       SELECT d.seq FROM webhook_deliveries d \
-                       JOIN webhook_endpoints w ON w.id = d.endpoint_id AND w.tenant_id = d.tenant_id \
-                       WHERE w.enabled \
-                       AND ((d.status = 'pending' AND d.next_attempt_at <= $1) \
-                            OR (d.status = 'sending' AND d.locked_until < $1)) \
-                       AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e \
-                           WHERE e.endpoint_id = d.endpoint_id AND e.ordering_key = d.ordering_key \
-                           AND e.seq < d.seq AND e.status IN ('pending', 'sending')) \
-                       ORDER BY d.seq LIMIT $3{skip_locked}) \
-                     RETURNING seq"
+                    "SELECT d.seq, d.endpoint_id, w.circuit_open_until IS NOT NULL \
+                     FROM webhook_deliveries d \
+                     JOIN webhook_endpoints w ON w.id = d.endpoint_id AND w.tenant_id = d.tenant_id \
+                     WHERE w.enabled AND (w.circuit_open_until IS NULL OR w.circuit_open_until <= $1) \
+                     AND ((d.status = 'pending' AND d.next_attempt_at <= $1) \
+                          OR (d.status = 'sending' AND d.locked_until < $1)) \
+                     AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e \
+                         WHERE e.endpoint_id = d.endpoint_id AND e.ordering_key = d.ordering_key \
+                         AND e.seq < d.seq AND e.status IN ('pending', 'sending')) \
+                     ORDER BY d.seq LIMIT $2{skip_locked}"
                 ))
                 .bind(now)
-                .bind(lease_until)
                 .bind(limit),
             )
             .await?;
+        // A tripped endpoint whose cooldown ended gets one probe (its oldest due
+        // delivery); its circuit stays shut to others until the probe is finished.
+        let mut probed: Vec<Uuid> = Vec::new();
+        let claimed: Vec<i64> = due
+            .into_iter()
+            .filter(|(_, endpoint, tripped)| {
+                if !*tripped {
+                    return true;
+                }
+                if probed.contains(endpoint) {
+                    return false;
+                }
+                probed.push(*endpoint);
+                true
+            })
+            .map(|(seq, _, _)| seq)
+            .collect();
         if claimed.is_empty() {
             tx.commit().await?;
             return Ok(Vec::new());
+        }
+        tx.execute(
+            Query::new(
+                "UPDATE webhook_deliveries SET status = 'sending', locked_until = $1, \
+                 attempts = attempts + 1 WHERE seq IN (",
+            )
+            .bind(lease_until)
+            .push_list(claimed.iter().map(|s| Arg::I64(*s)))
+            .push(")"),
+        )
+        .await?;
+        if !probed.is_empty() {
+            tx.execute(
+                Query::new("UPDATE webhook_endpoints SET circuit_open_until = $1 WHERE id IN (")
+                    .bind(lease_until)
+                    .push_list(probed.iter().map(|e| Arg::Uuid(*e)))
+                    .push(")"),
+            )
+            .await?;
         }
         let rows: Vec<ClaimedDelivery> = tx
             .fetch_all(
@@ -523,7 +604,7 @@ impl WebhookStore for SqlStore {
                      JOIN webhook_endpoints w ON w.id = d.endpoint_id AND w.tenant_id = d.tenant_id \
                      WHERE d.seq IN (",
                 )
-                .push_list(claimed.iter().map(|(s,)| Arg::I64(*s)))
+                .push_list(claimed.iter().map(|s| Arg::I64(*s)))
                 .push(") ORDER BY d.seq"),
             )
             .await?;
@@ -535,8 +616,9 @@ impl WebhookStore for SqlStore {
         &self,
         c: &ClaimedDelivery,
         a: &AttemptRecord,
-        step: &DeliveryStep,
+        effects: &dyn AttemptEffects,
     ) -> Result<(), StoreError> {
+        let step = effects.step();
         let mut tx = self.db.begin_write().await?;
         tx.execute(
             Query::new(
@@ -573,18 +655,53 @@ impl WebhookStore for SqlStore {
             .bind(delivered_at),
         )
         .await?;
-        if let DeliveryStep::FailedAndDisable(reason) = step {
+        let lock = tx.backend().lock_row();
+        let before: Option<(EndpointHealth, bool)> = tx
+            .fetch_all::<EndpointHealthWithState>(
+                Query::new(format!(
+                    "SELECT consecutive_failures, failing_since, circuit_open_until, enabled \
+                     FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2{lock}"
+                ))
+                .bind(c.tenant_id)
+                .bind(c.endpoint_id),
+            )
+            .await?
+            .into_iter()
+            .next()
+            .map(|r| (r.health, r.enabled));
+        if let Some((before, enabled)) = before {
+            let (after, disable) = effects.health(&before);
             tx.execute(
                 Query::new(
-                    "UPDATE webhook_endpoints SET enabled = FALSE, disabled_reason = $3, \
-                     updated_at = $4 WHERE tenant_id = $1 AND id = $2",
+                    "UPDATE webhook_endpoints SET consecutive_failures = $3, failing_since = $4, \
+                     circuit_open_until = $5 WHERE tenant_id = $1 AND id = $2",
                 )
                 .bind(c.tenant_id)
                 .bind(c.endpoint_id)
-                .bind(reason.as_str())
-                .bind(a.at),
+                .bind(after.consecutive_failures)
+                .bind(after.failing_since)
+                .bind(after.circuit_open_until),
             )
             .await?;
+            if let (Some(reason), true) = (disable, enabled) {
+                tx.execute(
+                    Query::new(
+                        "UPDATE webhook_endpoints SET enabled = FALSE, disabled_reason = $3, \
+                         updated_at = $4 WHERE tenant_id = $1 AND id = $2",
+                    )
+                    .bind(c.tenant_id)
+                    .bind(c.endpoint_id)
+                    .bind(reason.as_str())
+                    .bind(a.at),
+                )
+                .await?;
+                // Read after the change: the disabled endpoint is not among those told.
+                let alert = effects.disabled_alert(&reason);
+                insert_alerts_with_deliveries(&mut tx, vec![((), alert)], |(), a, e| {
+                    effects.deliveries(a, e)
+                })
+                .await?;
+            }
         }
         // The alert's delivery status summarizes its deliveries.
         tx.execute(
@@ -631,5 +748,19 @@ impl WebhookStore for SqlStore {
             )
             .await?;
         Ok((count, oldest.map(|(t,)| t)))
+    }
+
+    async fn reset_endpoint_health(&self, tenant_id: Uuid, id: Uuid) -> Result<(), StoreError> {
+        self.db
+            .execute(
+                Query::new(
+                    "UPDATE webhook_endpoints SET consecutive_failures = 0, failing_since = NULL, \
+                     circuit_open_until = NULL WHERE tenant_id = $1 AND id = $2",
+                )
+                .bind(tenant_id)
+                .bind(id),
+            )
+            .await?;
+        Ok(())
     }
 }

@@ -10,14 +10,16 @@ use serde_json::{json, Value};
 use crate::support::eventually;
 
 use crate::evaluation::{
-    doc, doc_with_confidence, invoice, on_both_backends, second_tenant, start, two_column_text,
-    Api, Backend, Resp,
+    base_options, doc, doc_with_confidence, empty_extraction, invoice, on_both_backends,
+    second_tenant, start, start_with, two_column_text, Api, Backend, Resp,
 };
+use crate::support::{ServerOptions, TestServer};
 
 on_both_backends!(
     the_builtins_apply_until_a_tenant_has_rules_and_repeats_are_occurrences,
     rules_fire_past_their_thresholds_and_are_checked_scoped_and_isolated,
     an_extractor_upgrade_is_named_reviewed_and_alerted_until_a_reviewer_confirms_it,
+    window_rules_fire_when_a_rate_crosses_on_enough_volume_and_repeat_as_occurrences,
 );
 
 async fn alerts(api: &Api, query: &str) -> Vec<Value> {
@@ -505,4 +507,218 @@ async fn an_extractor_upgrade_is_named_reviewed_and_alerted_until_a_reviewer_con
     .await
     .expect("the seeded extractor was never used to name a change");
     assert_eq!(named["template_id"], "letter");
+}
+
+/// Creates a rule and returns its id.
+async fn rule(api: &Api, body: Value) -> String {
+    let r = api.post("/v1/alert-rules", &body).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    r.body["id"].as_str().unwrap().to_string()
+}
+
+async fn window_rules_fire_when_a_rate_crosses_on_enough_volume_and_repeat_as_occurrences(
+    backend: Backend,
+) {
+    let ctx = start_with(
+        backend,
+        base_options().with("ALERT_WINDOW_CHECK_SECONDS", "1"),
+    )
+    .await;
+    let api = &ctx.api;
+    let new_rate = rule(
+        api,
+        json!({"name": "too many unknown layouts", "metric": "new_rate", "operator": "gt",
+               "threshold": 0.5, "severity": "critical", "window_seconds": 600,
+               "min_volume": 4}),
+    )
+    .await;
+    rule(
+        api,
+        json!({"name": "automation fell", "metric": "automation_rate", "operator": "lt",
+               "threshold": 0.5, "severity": "warning", "window_seconds": 600,
+               "min_volume": 4}),
+    )
+    .await;
+    // The same rejects would cross this one, but never on its volume.
+    rule(
+        api,
+        json!({"name": "rejects", "metric": "reject_rate", "operator": "gt", "threshold": 0.1,
+               "severity": "warning", "window_seconds": 600, "min_volume": 100}),
+    )
+    .await;
+    let shown = api.get(&format!("/v1/alert-rules/{new_rate}")).await;
+    assert_eq!(shown.body["window_seconds"], 600, "{shown:?}");
+    assert_eq!(shown.body["min_volume"], 4);
+    assert!(shown.body["checked_until"].is_string(), "{shown:?}");
+
+    // No templates: everything is NEW (or REJECT), but 3 evaluations are below volume.
+    for _ in 0..2 {
+        api.evaluate(&doc(two_column_text())).await;
+    }
+    let rejected = api.evaluate(&doc(empty_extraction())).await;
+    assert_eq!(rejected["decision"], "REJECT");
+    let checked_before = shown.body["checked_until"].as_str().unwrap().to_string();
+    let moved = eventually(Duration::from_secs(10), || async {
+        let r = api.get(&format!("/v1/alert-rules/{new_rate}")).await;
+        let until = r.body["checked_until"].as_str()?.to_string();
+        (until > checked_before).then_some(until)
+    })
+    .await;
+    assert!(moved.is_some(), "the window check never ran");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for metric in ["new_rate", "automation_rate", "reject_rate"] {
+        assert!(
+            alerts(api, &format!("metric={metric}")).await.is_empty(),
+            "{metric} fired below its volume"
+        );
+    }
+
+    // The fourth: 3 of 4 NEW (0.75 > 0.5) and none MATCHed (0 < 0.5).
+    api.evaluate(&doc(invoice(0.0, 5))).await;
+    let fired = eventually(Duration::from_secs(10), || async {
+        let a = alerts(api, "metric=new_rate").await;
+        (!a.is_empty()).then_some(a)
+    })
+    .await
+    .expect("new_rate never fired");
+    assert_eq!(fired.len(), 1);
+    let a = &fired[0];
+    assert_eq!(a["severity"], "critical");
+    assert_eq!(a["rule_id"], new_rate.as_str());
+    assert_eq!(a["evaluation_id"], Value::Null, "{a}");
+    assert_eq!(a["value"], 0.75, "{a}");
+    assert_eq!(a["threshold"], 0.5);
+    assert_eq!(a["details"]["volume"], 4, "{a}");
+    assert_eq!(a["details"]["count"], 3);
+    assert_eq!(a["details"]["window_seconds"], 600);
+    assert!(
+        a["message"]
+            .as_str()
+            .unwrap()
+            .contains("3 of 4 evaluations were NEW"),
+        "{a}"
+    );
+    let automation = eventually(Duration::from_secs(10), || async {
+        let a = alerts(api, "metric=automation_rate").await;
+        (!a.is_empty()).then_some(a)
+    })
+    .await
+    .expect("automation_rate never fired");
+    assert_eq!(automation[0]["value"], 0.0);
+    assert!(alerts(api, "metric=reject_rate").await.is_empty());
+
+    // While it is not resolved, each later check that still finds the rate is an
+    // occurrence of the same alert; once resolved, the next crossing opens a new one.
+    let id = a["id"].as_str().unwrap().to_string();
+    let repeated = eventually(Duration::from_secs(10), || async {
+        let r = api.get(&format!("/v1/alerts/{id}")).await;
+        (r.body["occurrences"].as_i64()? >= 2).then_some(r)
+    })
+    .await;
+    assert!(repeated.is_some(), "a lasting rate is not counted again");
+    assert_eq!(alerts(api, "metric=new_rate").await.len(), 1);
+    let resolved = api
+        .post(&format!("/v1/alerts/{id}/resolve"), &json!({}))
+        .await;
+    assert_eq!(resolved.status, 200, "{resolved:?}");
+    let reopened = eventually(Duration::from_secs(10), || async {
+        let a = alerts(api, "metric=new_rate").await;
+        (a.len() == 2).then_some(a)
+    })
+    .await;
+    assert!(
+        reopened.is_some(),
+        "a crossing after the resolve opened nothing"
+    );
+
+    // Window rules are checked; another tenant sees neither the rules nor their alerts.
+    for (body, field) in [
+        (
+            json!({"name": "w", "metric": "new_rate", "operator": "gt", "threshold": 0.5,
+                   "severity": "info", "template_id": "invoice"}),
+            "template_id",
+        ),
+        (
+            json!({"name": "w", "metric": "review_rate", "operator": "gt", "threshold": 0.5,
+                   "severity": "info", "window_seconds": 5}),
+            "window_seconds",
+        ),
+        (
+            json!({"name": "w", "metric": "drift", "operator": "gt", "threshold": 0.5,
+                   "severity": "info", "min_volume": 5}),
+            "min_volume",
+        ),
+        (
+            json!({"name": "w", "metric": "endpoint_disabled", "severity": "info"}),
+            "metric",
+        ),
+    ] {
+        let r = api.post("/v1/alert-rules", &body).await;
+        assert_problem(&r, 422, Some(field));
+    }
+    let other = second_tenant(&ctx).await;
+    assert_eq!(
+        other
+            .get(&format!("/v1/alert-rules/{new_rate}"))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(other.get(&format!("/v1/alerts/{id}")).await.status, 404);
+    let theirs = other.get("/v1/alerts").await;
+    assert_eq!(theirs.body["items"], json!([]), "{theirs:?}");
+}
+
+/// A server on a database that outlives it (embedded, in `dir`), with the keys of
+/// `base` (so a restart accepts the keys the first process issued).
+async fn on_database(base: &ServerOptions, dir: &std::path::Path, check_every: &str) -> TestServer {
+    let mut options = ServerOptions::default();
+    options.env = base.env.clone();
+    TestServer::start(
+        options
+            .with("PREFLIGHT_DATA_DIR", dir.to_str().unwrap())
+            .with("ALERT_WINDOW_CHECK_SECONDS", check_every),
+    )
+    .await
+}
+
+/// Progress survives a crash: the window a dead process never checked is checked by the
+/// next one, even when it ended long before that one started.
+#[tokio::test]
+async fn a_window_nobody_checked_before_a_crash_is_checked_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    // Checks once at start (before there is a rule), then not for an hour.
+    let base = base_options();
+    let mut first = on_database(&base, dir.path(), "3600").await;
+    let key = first.first_start_key();
+    let api = Api::new(&first.base, ("x-api-key", key.clone()));
+    let id = rule(
+        &api,
+        json!({"name": "rejects", "metric": "reject_rate", "operator": "gt", "threshold": 0.5,
+               "severity": "critical", "window_seconds": 10, "min_volume": 3}),
+    )
+    .await;
+    for _ in 0..3 {
+        api.evaluate(&doc(empty_extraction())).await;
+    }
+    first.signal(nix::sys::signal::Signal::SIGKILL);
+    first.wait_exit(Duration::from_secs(10)).await;
+    // The window holding the rejects ends while nothing runs.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let second = on_database(&base, dir.path(), "1").await;
+    let api = api_of(&second, &key);
+    let fired = eventually(Duration::from_secs(15), || async {
+        let a = alerts(&api, "metric=reject_rate").await;
+        (!a.is_empty()).then_some(a)
+    })
+    .await
+    .expect("the window checked by nobody was never checked");
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!(fired[0]["rule_id"], id.as_str());
+    assert_eq!(fired[0]["details"]["volume"], 3);
+    assert_eq!(fired[0]["value"], 1.0);
+}
+
+fn api_of(server: &TestServer, key: &str) -> Api {
+    Api::new(&server.base, ("x-api-key", key.to_string()))
 }

@@ -131,7 +131,7 @@ pub(crate) fn two_column_text() -> Value {
 }
 
 /// An extraction that found nothing.
-fn empty_extraction() -> Value {
+pub(crate) fn empty_extraction() -> Value {
     json!({
         "element_count": 0, "table_count": 0, "text_block_count": 0, "image_count": 0,
         "page_count": 1, "text_density": 0.0, "layout_complexity": 0.0, "column_count": 0,
