@@ -8,24 +8,14 @@
 //! the gap, see `window_ends`), and replicas running the same task never count a window
 //! twice. A panic restarts the loop; a database error waits for the next tick.
 
-use std::time::Duration;
-
 use chrono::Utc;
 
 use crate::domain::alerts;
 use crate::state::AppState;
 
-const RESTART_BACKOFF: Duration = Duration::from_secs(2);
-
 /// Runs the check for the life of the process, restarting it if it panics.
 pub async fn supervise(state: AppState) {
-    loop {
-        let run = tokio::spawn(run(state.clone()));
-        if let Err(e) = run.await {
-            tracing::error!(error = %e, "alert window check stopped; restarting");
-            tokio::time::sleep(RESTART_BACKOFF).await;
-        }
-    }
+    crate::supervisor::supervise("alert window check", state, run).await;
 }
 
 async fn run(state: AppState) {

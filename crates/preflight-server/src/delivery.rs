@@ -33,23 +33,21 @@ pub const OLDEST_METRIC: &str = "webhook_delivery_oldest_pending_seconds";
 
 /// Runs the worker for the life of the process, restarting it if it panics.
 pub async fn supervise(state: AppState) {
-    loop {
-        let run = tokio::spawn(run(state.clone()));
-        if let Err(e) = run.await {
-            tracing::error!(error = %e, "webhook delivery worker stopped; restarting");
-            tokio::time::sleep(ERROR_BACKOFF).await;
-        }
-    }
+    crate::supervisor::supervise("webhook delivery", state, run).await;
 }
 
 async fn run(state: AppState) {
+    // Attempts are recorded as they finish, but no more at once than the backend commits
+    // well: SQLite has one writer, and writers that collide there wait in its busy
+    // handler's sleeps instead of queueing here.
+    let recording = tokio::sync::Semaphore::new(state.store().max_concurrent_commits().max(1));
     let mut last_backlog = tokio::time::Instant::now() - BACKLOG_EVERY;
     loop {
         if last_backlog.elapsed() >= BACKLOG_EVERY {
             last_backlog = tokio::time::Instant::now();
             report_backlog(&state).await;
         }
-        match step(&state).await {
+        match step(&state, &recording).await {
             // Woken at once by a commit of this process; another replica's is seen at the
             // next poll.
             Ok(0) => {
@@ -65,7 +63,7 @@ async fn run(state: AppState) {
 }
 
 /// Claims and sends one batch; how many it claimed.
-async fn step(state: &AppState) -> Result<usize, StoreError> {
+async fn step(state: &AppState, recording: &tokio::sync::Semaphore) -> Result<usize, StoreError> {
     let now = Utc::now();
     let lease = chrono::Duration::from_std(lease(state.config().webhooks.timeout))
         .unwrap_or(chrono::Duration::minutes(1));
@@ -73,7 +71,7 @@ async fn step(state: &AppState) -> Result<usize, StoreError> {
         .store()
         .claim_deliveries(now, now + lease, BATCH)
         .await?;
-    futures::future::join_all(claimed.iter().map(|c| deliver(state, c))).await;
+    futures::future::join_all(claimed.iter().map(|c| deliver(state, c, recording))).await;
     Ok(claimed.len())
 }
 
@@ -83,7 +81,7 @@ fn lease(timeout: Duration) -> Duration {
     timeout * 2 + Duration::from_secs(5)
 }
 
-async fn deliver(state: &AppState, c: &ClaimedDelivery) {
+async fn deliver(state: &AppState, c: &ClaimedDelivery, recording: &tokio::sync::Semaphore) {
     let at = Utc::now();
     let keys = webhooks::signing_keys(
         state,
@@ -139,6 +137,7 @@ async fn deliver(state: &AppState, c: &ClaimedDelivery) {
         url: c.url.clone(),
         at: attempt.at,
     };
+    let _turn = recording.acquire().await;
     if let Err(e) = state.store().finish_attempt(c, &attempt, &judged).await {
         // The lease runs out and the delivery is attempted again: at least once.
         tracing::warn!(error = %e, delivery = %c.id, "webhook attempt not recorded");

@@ -22,5 +22,6 @@ pub mod rule_cache;
 pub mod secrets;
 pub mod state;
 pub mod storage;
+pub mod supervisor;
 pub mod telemetry;
 pub mod writer;

@@ -73,3 +73,9 @@ ALTER TABLE webhook_endpoints ADD COLUMN consecutive_failures INTEGER NOT NULL D
 ALTER TABLE webhook_endpoints ADD COLUMN failing_since TEXT;
 -- While in the future no delivery to the endpoint is claimed (the circuit is open).
 ALTER TABLE webhook_endpoints ADD COLUMN circuit_open_until TEXT;
+
+-- The claim's "no earlier undelivered delivery of the same key" and an alert's delivery
+-- status look up open deliveries by key and deliveries by event: without these a long
+-- backlog made each claim scan the delivered rows before it (quadratic in the backlog).
+CREATE INDEX webhook_deliveries_open ON webhook_deliveries (endpoint_id, ordering_key, status, seq);
+CREATE INDEX webhook_deliveries_event ON webhook_deliveries (tenant_id, event_id);

@@ -672,8 +672,10 @@ async fn window_rules_fire_when_a_rate_crosses_on_enough_volume_and_repeat_as_oc
 /// A server on a database that outlives it (embedded, in `dir`), with the keys of
 /// `base` (so a restart accepts the keys the first process issued).
 async fn on_database(base: &ServerOptions, dir: &std::path::Path, check_every: &str) -> TestServer {
-    let mut options = ServerOptions::default();
-    options.env = base.env.clone();
+    let options = ServerOptions {
+        env: base.env.clone(),
+        ..ServerOptions::default()
+    };
     TestServer::start(
         options
             .with("PREFLIGHT_DATA_DIR", dir.to_str().unwrap())
