@@ -1092,6 +1092,11 @@ pub async fn update_rule(
     event: NewAuditEvent,
 ) -> Result<AlertRuleView, ApiError> {
     let current = get_rule(state, tenant_id, id).await?;
+    let (current_enabled, current_metric, current_window) = (
+        current.enabled,
+        current.metric.clone(),
+        current.window_seconds,
+    );
     let metric = change.metric.unwrap_or_else(|| current.metric.clone());
     // A rule that becomes an event rule drops its threshold unless one is sent (and
     // refused); one that stays a threshold rule keeps the fields not sent.
@@ -1127,8 +1132,23 @@ pub async fn update_rule(
         },
     )?;
     let event = audited(event, &row);
+    // A window rule enabled again, or one that now watches another rate or window, starts
+    // from now: its catch-up must not look back over a time it was not watching.
+    let restarted = row.window_seconds.is_some()
+        && (row.enabled && !current_enabled
+            || row.metric != current_metric
+            || row.window_seconds != current_window);
     if !state.store().save_alert_rule(&row, &event).await? {
         return Err(rule_not_found());
+    }
+    let mut row = row;
+    if restarted {
+        let at = now();
+        state
+            .store()
+            .restart_window_check(tenant_id, id, at)
+            .await?;
+        row.checked_until = Some(at);
     }
     state.alert_rules().forget(tenant_id);
     AlertRuleView::of(&row)

@@ -186,6 +186,13 @@ pub trait AlertStore: Send + Sync {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Makes a window rule's next check start at `at` (it was enabled again or changed).
+    async fn restart_window_check(
+        &self,
+        tenant_id: Uuid,
+        id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     /// Moves a rule's `checked_until` from `previous` to `until` and stores the alerts the
     /// check raised with their deliveries, in one transaction; false (nothing written)
     /// when another replica or an earlier run already moved it.
@@ -543,6 +550,25 @@ impl AlertStore for SqlStore {
                 .bind(template_id),
             )
             .await
+    }
+
+    async fn restart_window_check(
+        &self,
+        tenant_id: Uuid,
+        id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.db
+            .execute(
+                Query::new(
+                    "UPDATE alert_rules SET checked_until = $3 WHERE tenant_id = $1 AND id = $2",
+                )
+                .bind(tenant_id)
+                .bind(id)
+                .bind(at),
+            )
+            .await?;
+        Ok(())
     }
 
     async fn commit_window_check(

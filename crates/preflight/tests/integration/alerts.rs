@@ -631,6 +631,17 @@ async fn window_rules_fire_when_a_rate_crosses_on_enough_volume_and_repeat_as_oc
         "a crossing after the resolve opened nothing"
     );
 
+    // Enabled again after a pause, a window rule starts from then: it does not look back
+    // over the time it was off.
+    let path = format!("/v1/alert-rules/{new_rate}");
+    let off = api.patch(&path, &json!({"enabled": false})).await;
+    assert_eq!(off.body["enabled"], false, "{off:?}");
+    let turned_on_at = chrono::Utc::now() - chrono::Duration::milliseconds(5);
+    let on = api.patch(&path, &json!({"enabled": true})).await;
+    let restarted: chrono::DateTime<chrono::Utc> =
+        on.body["checked_until"].as_str().unwrap().parse().unwrap();
+    assert!(restarted >= turned_on_at, "{on:?}");
+
     // Window rules are checked; another tenant sees neither the rules nor their alerts.
     for (body, field) in [
         (
