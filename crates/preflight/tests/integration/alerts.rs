@@ -636,6 +636,8 @@ async fn window_rules_fire_when_a_rate_crosses_on_enough_volume_and_repeat_as_oc
     let path = format!("/v1/alert-rules/{new_rate}");
     let off = api.patch(&path, &json!({"enabled": false})).await;
     assert_eq!(off.body["enabled"], false, "{off:?}");
+    // Off for longer than a check interval, so the progress it had is clearly older.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let turned_on_at = chrono::Utc::now() - chrono::Duration::milliseconds(5);
     let on = api.patch(&path, &json!({"enabled": true})).await;
     let restarted: chrono::DateTime<chrono::Utc> =
