@@ -69,7 +69,7 @@ async fn step(state: &AppState, recording: &tokio::sync::Semaphore) -> Result<us
         .unwrap_or(chrono::Duration::minutes(1));
     let claimed = state
         .store()
-        .claim_deliveries(now, now + lease, BATCH)
+        .claim_deliveries(now, now + lease, BATCH, &webhooks::claimable)
         .await?;
     futures::future::join_all(claimed.iter().map(|c| deliver(state, c, recording))).await;
     Ok(claimed.len())

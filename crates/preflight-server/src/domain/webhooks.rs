@@ -24,7 +24,8 @@ use crate::state::AppState;
 use crate::storage::alerts::NewAlert;
 use crate::storage::identity::NewAuditEvent;
 use crate::storage::webhooks::{
-    AttemptEffects, AttemptRow, DeliveryRow, DeliveryStep, EndpointHealth, EndpointRow, NewDelivery,
+    AttemptEffects, AttemptRow, DeliveryRow, DeliveryStep, DueDelivery, EndpointHealth,
+    EndpointRow, NewDelivery,
 };
 
 /// The most endpoints one tenant may have.
@@ -546,6 +547,26 @@ pub fn health_after(
     (after, disable)
 }
 
+/// Which due deliveries (in queue order) a claim takes: all of endpoints whose circuit is
+/// closed, and of an endpoint whose tripped circuit has cooled down only the first — the
+/// single probe that decides whether it closes.
+pub fn claimable(due: &[DueDelivery]) -> Vec<usize> {
+    let mut probed: Vec<Uuid> = Vec::new();
+    (0..due.len())
+        .filter(|&i| {
+            let d = &due[i];
+            if !d.tripped {
+                return true;
+            }
+            if probed.contains(&d.endpoint_id) {
+                return false;
+            }
+            probed.push(d.endpoint_id);
+            true
+        })
+        .collect()
+}
+
 /// One finished attempt, as the domain judges it (see [`AttemptEffects`]).
 pub struct Attempt {
     pub step: DeliveryStep,
@@ -893,5 +914,24 @@ mod tests {
         let gone = DeliveryStep::FailedAndDisable("the receiver answered 410 Gone".into());
         let (_, why) = health_after(&policy, &EndpointHealth::default(), &gone, t0);
         assert_eq!(why.as_deref(), Some("the receiver answered 410 Gone"));
+    }
+
+    #[test]
+    fn a_tripped_endpoint_gets_one_probe_and_the_others_all_their_due_deliveries() {
+        let (closed, tripped, other) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let due = |seq, endpoint_id, tripped| DueDelivery {
+            seq,
+            endpoint_id,
+            tripped,
+        };
+        let queue = [
+            due(1, closed, false),
+            due(2, tripped, true),
+            due(3, closed, false),
+            due(4, tripped, true),
+            due(5, other, true),
+        ];
+        assert_eq!(claimable(&queue), [0, 1, 2, 4]);
+        assert!(claimable(&[]).is_empty());
     }
 }

@@ -117,6 +117,19 @@ pub struct AttemptRow {
     pub response_excerpt: String,
 }
 
+/// A due delivery, first of its ordering key, as a claim finds it (in queue order).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct DueDelivery {
+    pub seq: i64,
+    pub endpoint_id: Uuid,
+    /// The endpoint's circuit tripped (and its cooldown is over).
+    pub tripped: bool,
+}
+
+/// Which of the due deliveries a claim takes, by index: the domain's circuit-breaker rule,
+/// applied inside the claiming transaction.
+pub type ChooseClaims = dyn Fn(&[DueDelivery]) -> Vec<usize> + Send + Sync;
+
 #[derive(sqlx::FromRow)]
 struct EndpointHealthWithState {
     #[sqlx(flatten)]
@@ -238,6 +251,7 @@ pub trait WebhookStore: Send + Sync {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: i64,
+        choose: &ChooseClaims,
     ) -> Result<Vec<ClaimedDelivery>, StoreError>;
     /// Records an attempt and what it led to, with the endpoint's health (which may
     /// disable it, raising an alert); the alert's delivery status follows.
@@ -532,15 +546,16 @@ impl WebhookStore for SqlStore {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: i64,
+        choose: &ChooseClaims,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let mut tx = self.db.begin_write().await?;
         // The endpoint rows are locked too, so two replicas never both send a probe to a
         // tripped endpoint.
         let skip_locked = tx.backend().skip_locked("d, w");
-        let due: Vec<(i64, Uuid, bool)> = tx
+        let due: Vec<DueDelivery> = tx
             .fetch_all(
                 Query::new(format!(
-                    "SELECT d.seq, d.endpoint_id, w.circuit_open_until IS NOT NULL \
+                    "SELECT d.seq, d.endpoint_id, w.circuit_open_until IS NOT NULL AS tripped \
                      FROM webhook_deliveries d \
                      JOIN webhook_endpoints w ON w.id = d.endpoint_id AND w.tenant_id = d.tenant_id \
                      WHERE w.enabled AND (w.circuit_open_until IS NULL OR w.circuit_open_until <= $1) \
@@ -555,22 +570,17 @@ impl WebhookStore for SqlStore {
                 .bind(limit),
             )
             .await?;
-        // A tripped endpoint whose cooldown ended gets one probe (its oldest due
-        // delivery); its circuit stays shut to others until the probe is finished.
-        let mut probed: Vec<Uuid> = Vec::new();
-        let claimed: Vec<i64> = due
+        let chosen: Vec<&DueDelivery> = choose(&due)
             .into_iter()
-            .filter(|(_, endpoint, tripped)| {
-                if !*tripped {
-                    return true;
-                }
-                if probed.contains(endpoint) {
-                    return false;
-                }
-                probed.push(*endpoint);
-                true
-            })
-            .map(|(seq, _, _)| seq)
+            .filter_map(|i| due.get(i))
+            .collect();
+        let claimed: Vec<i64> = chosen.iter().map(|d| d.seq).collect();
+        // A tripped endpoint's circuit stays shut to other claims until its probe is
+        // finished.
+        let probed: Vec<Uuid> = chosen
+            .iter()
+            .filter(|d| d.tripped)
+            .map(|d| d.endpoint_id)
             .collect();
         if claimed.is_empty() {
             tx.commit().await?;
