@@ -87,6 +87,15 @@ pub struct Config<K = AuthKeys> {
     pub telemetry: TelemetryConfig,
     pub webhooks: WebhookConfig,
     pub alerts: AlertsConfig,
+    pub usage: UsageConfig,
+}
+
+/// Usage counting and quotas.
+#[derive(Debug, Clone)]
+pub struct UsageConfig {
+    /// Refuse evaluations beyond the tenant's monthly limit with 429 `QUOTA_EXCEEDED`
+    /// (usage is counted either way).
+    pub enforce_quota: bool,
 }
 
 /// Alert rules checked in the background.
@@ -499,6 +508,7 @@ impl Config<GivenKeys> {
             Duration::from_secs(r.positive_u64("WEBHOOK_DISABLE_AFTER_SECONDS", 432_000));
         let window_check_every =
             Duration::from_secs(r.positive_u64("ALERT_WINDOW_CHECK_SECONDS", 15).min(3600));
+        let enforce_quota = r.bool("USAGE_ENFORCE_QUOTA", false);
 
         if !r.problems.is_empty() {
             return Err(ConfigError {
@@ -559,6 +569,7 @@ impl Config<GivenKeys> {
                 disable_after,
             },
             alerts: AlertsConfig { window_check_every },
+            usage: UsageConfig { enforce_quota },
         })
     }
 
@@ -587,6 +598,7 @@ impl Config<GivenKeys> {
             telemetry: self.telemetry,
             webhooks: self.webhooks,
             alerts: self.alerts,
+            usage: self.usage,
         }
     }
 }

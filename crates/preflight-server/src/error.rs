@@ -34,6 +34,11 @@ pub struct Problem {
     pub request_id: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// Members particular to a problem type (e.g. a quota's `plan`, `limit`, `used`,
+    /// `period_end`), at the top level as RFC 9457 extension members.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +61,17 @@ pub enum ApiError {
     Conflict(String),
     #[error("rate limit exceeded")]
     RateLimited { retry_after_secs: u64 },
+    /// A query string that asks for something impossible (an analytics range backwards,
+    /// too long, too many buckets): 400, every problem listed.
+    #[error("the query is invalid")]
+    InvalidQuery(Vec<FieldError>),
+    #[error("the monthly quota of {limit} evaluations on the {plan} plan is used up")]
+    QuotaExceeded {
+        plan: String,
+        limit: i64,
+        used: i64,
+        period_end: Option<chrono::DateTime<chrono::Utc>>,
+    },
     #[error("{what} is unavailable")]
     Unavailable {
         what: &'static str,
@@ -147,6 +163,8 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::InvalidQuery(_) => StatusCode::BAD_REQUEST,
+            ApiError::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -163,6 +181,8 @@ impl ApiError {
             ApiError::NotFound(_) => "NOT_FOUND",
             ApiError::Conflict(_) => "CONFLICT",
             ApiError::RateLimited { .. } => "RATE_LIMITED",
+            ApiError::InvalidQuery(_) => "INVALID_QUERY",
+            ApiError::QuotaExceeded { .. } => "QUOTA_EXCEEDED",
             ApiError::Unavailable { .. } => "SERVICE_UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL_ERROR",
         }
@@ -183,8 +203,22 @@ impl ApiError {
             code: self.code().to_string(),
             request_id: None,
             errors: match self {
-                ApiError::Validation(errors) => errors.clone(),
+                ApiError::Validation(errors) | ApiError::InvalidQuery(errors) => errors.clone(),
                 _ => Vec::new(),
+            },
+            extensions: match self {
+                ApiError::QuotaExceeded {
+                    plan,
+                    limit,
+                    used,
+                    period_end,
+                } => serde_json::json!({
+                    "plan": plan, "limit": limit, "used": used, "period_end": period_end,
+                })
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+                _ => serde_json::Map::new(),
             },
         }
     }
@@ -226,6 +260,7 @@ pub fn problem_for_status(status: StatusCode) -> Problem {
         code: code.to_string(),
         request_id: None,
         errors: Vec::new(),
+        extensions: serde_json::Map::new(),
     }
 }
 
@@ -259,6 +294,14 @@ impl IntoResponse for ApiError {
                 retry_after_secs, ..
             } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            // Retrying before the period ends cannot succeed.
+            ApiError::QuotaExceeded {
+                period_end: Some(end),
+                ..
+            } => {
+                let wait = (*end - chrono::Utc::now()).num_seconds().max(1);
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(wait));
             }
             _ => {}
         }

@@ -43,10 +43,11 @@ pub enum AuditAction {
     WebhookDeleted,
     WebhookSecretRotated,
     WebhookRedelivered,
+    PlanChanged,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 28] = [
+    pub const ALL: [AuditAction; 29] = [
         AuditAction::Signup,
         AuditAction::Login,
         AuditAction::LoginFailed,
@@ -75,6 +76,7 @@ impl AuditAction {
         AuditAction::WebhookDeleted,
         AuditAction::WebhookSecretRotated,
         AuditAction::WebhookRedelivered,
+        AuditAction::PlanChanged,
     ];
 
     /// The name stored and shown in `/v1/audit-logs`.
@@ -108,6 +110,7 @@ impl AuditAction {
             AuditAction::WebhookDeleted => "webhook_deleted",
             AuditAction::WebhookSecretRotated => "webhook_secret_rotated",
             AuditAction::WebhookRedelivered => "webhook_redelivered",
+            AuditAction::PlanChanged => "plan_changed",
         }
     }
 }

@@ -19,12 +19,15 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::alerts::{self, Alert, AlertRule, Observed};
+use super::analytics;
 use super::idempotency::{self, IdempotencyKey};
 use super::templates::LayoutSource;
+use super::usage;
 use super::webhooks;
 use crate::error::{ApiError, FieldError, Problem, Violations};
 use crate::state::AppState;
 use crate::storage::alerts::NewAlert;
+use crate::storage::analytics::QuotaRule;
 use crate::storage::evaluations::{
     CommitEffects, DecidedEvaluation, EvaluationFilter, EvaluationRow, EvaluationWrite, Found,
     WriteOutcome,
@@ -234,8 +237,8 @@ async fn decide(
         drift_score: evaluation.drift_score,
         reliability_score: evaluation.reliability_score,
         extractor_confidence: evaluation.extractor_confidence,
-        extractor_vendor: req.extractor_metadata.vendor,
-        extractor_model: req.extractor_metadata.model,
+        extractor_vendor: req.extractor_metadata.vendor.clone(),
+        extractor_model: req.extractor_metadata.model.clone(),
         correlation_id: req.client_correlation_id,
         pipeline_id: req.pipeline_id,
         client_doc_hash: req.client_doc_hash,
@@ -266,8 +269,17 @@ async fn decide(
             .map(|r| r.message.clone()),
     };
     let rules = alerts::rules_for(state, tenant_id).await?;
+    let rollup = analytics::rollup_entry(&decided, &extractor, &req.extractor_metadata);
+    let quota: Option<QuotaRule> = state
+        .config()
+        .usage
+        .enforce_quota
+        .then_some(usage::monthly_limit);
     Ok(Decided {
         write: EvaluationWrite {
+            rollup,
+            usage_period: usage::period_of(created_at),
+            quota,
             extractor,
             observation: DriftObservation::from_evaluation(&evaluation),
             evaluation: decided,
@@ -295,7 +307,7 @@ fn committed(state: &AppState, outcome: WriteOutcome) -> Option<serde_json::Valu
             }
             Some(answer)
         }
-        WriteOutcome::Duplicate => None,
+        WriteOutcome::Duplicate | WriteOutcome::QuotaExceeded(_) => None,
     }
 }
 
@@ -345,6 +357,9 @@ pub async fn evaluate_one(
         .pop()
         .expect("one result per write")
         .map_err(write_error)?;
+    if let WriteOutcome::QuotaExceeded(q) = &outcome {
+        return Err(usage::exceeded(q));
+    }
     match (committed(state, outcome), &key) {
         (Some(answer), _) => {
             count(state, decision, started);
@@ -452,6 +467,10 @@ pub async fn evaluate_batch(
     }
     let outcomes = state.writer().write_all(writes).await;
     for ((i, decision), outcome) in pending.into_iter().zip(outcomes) {
+        if let Ok(WriteOutcome::QuotaExceeded(q)) = &outcome {
+            results[i] = Some(BatchItem::failed(i, &usage::exceeded(q)));
+            continue;
+        }
         results[i] = Some(match outcome.map(|o| committed(state, o)) {
             Ok(Some(answer)) => {
                 count(state, decision, started);
@@ -672,6 +691,7 @@ pub async fn record_feedback(
                 &details,
                 Utc::now(),
                 updated_template.as_ref().map(|(t, rev)| (t, *rev)),
+                analytics::feedback_delta(&eval.decided, previous, outcome).as_ref(),
                 record.as_ref(),
             )
             .await

@@ -8,10 +8,12 @@
 //! module here.
 
 pub mod alerts;
+pub mod analytics;
 pub mod audit;
 pub mod drift;
 pub mod evaluations;
 pub mod idempotency;
 pub mod identity;
 pub mod templates;
+pub mod usage;
 pub mod webhooks;

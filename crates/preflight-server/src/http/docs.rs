@@ -26,6 +26,9 @@ use crate::state::AppState;
         (name = "evaluations", description = "Decide documents, history and feedback"),
         (name = "templates", description = "Versioned layout templates and their drift"),
         (name = "alerts", description = "Alert rules, and the alerts evaluations raise"),
+        (name = "webhooks", description = "Signed webhook endpoints and their deliveries"),
+        (name = "analytics", description = "Decisions, drift, extractors, templates and calibration over time, from hourly rollups"),
+        (name = "usage", description = "The tenant's plan and this month's usage"),
     )
 )]
 pub struct ApiDoc;

@@ -1,6 +1,7 @@
 //! The HTTP surface: routes, and the layers every request passes through.
 
 pub mod alerts;
+pub mod analytics;
 pub mod api_keys;
 pub mod audit_logs;
 pub mod auth;
@@ -78,7 +79,13 @@ pub fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(webhooks::deliveries))
         .routes(routes!(webhooks::delivery))
         .routes(routes!(webhooks::redeliver))
-        .routes(routes!(webhooks::redeliver_range));
+        .routes(routes!(webhooks::redeliver_range))
+        .routes(routes!(analytics::summary))
+        .routes(routes!(analytics::timeseries))
+        .routes(routes!(analytics::extractors))
+        .routes(routes!(analytics::templates))
+        .routes(routes!(analytics::calibration))
+        .routes(routes!(analytics::usage));
     (probes, v1)
 }
 

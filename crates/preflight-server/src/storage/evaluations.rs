@@ -20,6 +20,9 @@ pub use super::idempotency::IdempotencyRecord;
 pub use super::templates::{TemplateFilter, TemplateRow};
 
 use super::alerts::{first_uses_of_vendors, insert_alerts_with_deliveries, NewAlert};
+use super::analytics::{
+    add_feedback, add_rollups, add_usage, lock_usage, FeedbackDelta, QuotaRule, RollupEntry,
+};
 use super::idempotency::{claim, claim_or_fail};
 use super::sql::{Arg, Query};
 use super::templates::bump_revision;
@@ -120,6 +123,22 @@ pub struct EvaluationWrite {
     /// Claimed first; the commit stores the rendered answer with it (whatever answer the
     /// record holds is replaced).
     pub idempotency: Option<IdempotencyRecord>,
+    /// What it adds to the analytics rollups once stored.
+    pub rollup: RollupEntry,
+    /// The usage period it counts in (e.g. `2026-12`).
+    pub usage_period: String,
+    /// When quotas are enforced, the rule the commit admits it by (under the tenant's
+    /// counter lock); `None` counts it without a limit.
+    pub quota: Option<QuotaRule>,
+}
+
+/// Why an evaluation was not stored: its tenant's monthly quota is used up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaState {
+    pub plan: String,
+    pub limit: i64,
+    pub used: i64,
+    pub period: String,
 }
 
 #[derive(Debug, Clone)]
@@ -131,6 +150,8 @@ pub enum WriteOutcome {
     },
     /// The idempotency key was already used; nothing was stored for this item.
     Duplicate,
+    /// The tenant's monthly quota was used up; nothing was stored for this item.
+    QuotaExceeded(QuotaState),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -188,6 +209,7 @@ pub trait EvaluationStore: Send + Sync {
         feedback: &serde_json::Value,
         at: DateTime<Utc>,
         template: Option<(&TemplateRow, i64)>,
+        calibration: Option<&FeedbackDelta>,
         idempotency: Option<&IdempotencyRecord>,
     ) -> Result<(), StoreError>;
     async fn series(
@@ -261,6 +283,59 @@ impl EvaluationStore for SqlStore {
             if let Some(r) = &w.idempotency {
                 stored[i] = claim(&mut tx, r).await?;
             }
+        }
+        // 1b. Quotas, when enforced: each tenant's counter is locked (in key order) and its
+        // evaluations admitted up to the limit, so replicas racing at the limit together
+        // store exactly the limit. The others store nothing and answer 429.
+        let mut over_quota: Vec<Option<QuotaState>> = vec![None; batch.len()];
+        let mut counted = vec![false; batch.len()];
+        let mut enforced: BTreeMap<(Uuid, &str), (QuotaRule, Vec<usize>)> = BTreeMap::new();
+        for (i, w) in batch.iter().enumerate() {
+            if let (true, Some(rule)) = (stored[i], w.quota) {
+                enforced
+                    .entry((w.evaluation.tenant_id, w.usage_period.as_str()))
+                    .or_insert_with(|| (rule, Vec::new()))
+                    .1
+                    .push(i);
+            }
+        }
+        for ((tenant_id, period), (rule, items)) in &enforced {
+            let usage = lock_usage(&mut tx, *tenant_id, period).await?;
+            let limit = rule(&usage.plan, usage.monthly_limit_override);
+            let room = limit.map_or(items.len(), |l| {
+                usize::try_from((l - usage.used).max(0)).unwrap_or(usize::MAX)
+            });
+            let admitted = room.min(items.len());
+            for (n, &i) in items.iter().enumerate() {
+                if n < admitted {
+                    counted[i] = true;
+                } else {
+                    stored[i] = false;
+                    // Its key was claimed above: let it go, so a retry once there is
+                    // room is decided afresh rather than replayed as nothing.
+                    if let Some(r) = &batch[i].idempotency {
+                        tx.execute(
+                            Query::new(
+                                "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
+                            )
+                            .bind(r.tenant_id)
+                            .bind(&r.key),
+                        )
+                        .await?;
+                    }
+                    over_quota[i] = Some(QuotaState {
+                        plan: usage.plan.clone(),
+                        limit: limit.unwrap_or(i64::MAX),
+                        used: usage.used + admitted as i64,
+                        period: period.to_string(),
+                    });
+                }
+            }
+            add_usage(
+                &mut tx,
+                &BTreeMap::from([((*tenant_id, period.to_string()), admitted as i64)]),
+            )
+            .await?;
         }
         // 2. Feed each template's detector in arrival order, under a row lock.
         let mut per_template: BTreeMap<(Uuid, Uuid), Vec<usize>> = BTreeMap::new();
@@ -436,7 +511,25 @@ impl EvaluationStore for SqlStore {
                 .await?;
             }
         }
-        // 5. The alerts, with their deliveries to the tenants' webhook endpoints (the
+        // 5. The analytics rollups and the usage counted without a limit: additive upserts
+        // of rows every commit of the tenant touches, so they go last and hold their
+        // locks only until the commit.
+        add_rollups(
+            &mut tx,
+            rows.iter()
+                .map(|(w, _)| (w.evaluation.tenant_id, &w.rollup)),
+        )
+        .await?;
+        let mut usage: BTreeMap<(Uuid, String), i64> = BTreeMap::new();
+        for (i, w) in batch.iter().enumerate() {
+            if stored[i] && !counted[i] {
+                *usage
+                    .entry((w.evaluation.tenant_id, w.usage_period.clone()))
+                    .or_default() += 1;
+            }
+        }
+        add_usage(&mut tx, &usage).await?;
+        // 6. The alerts, with their deliveries to the tenants' webhook endpoints (the
         // outbox).
         let mut queued = vec![false; batch.len()];
         for i in insert_alerts_with_deliveries(&mut tx, alerts, |i, alert, endpoints| {
@@ -450,12 +543,14 @@ impl EvaluationStore for SqlStore {
         Ok(answers
             .into_iter()
             .zip(queued)
-            .map(|(a, queued_deliveries)| match a {
-                Some(answer) => WriteOutcome::Stored {
+            .zip(over_quota)
+            .map(|((a, queued_deliveries), over)| match (a, over) {
+                (Some(answer), _) => WriteOutcome::Stored {
                     answer,
                     queued_deliveries,
                 },
-                None => WriteOutcome::Duplicate,
+                (None, Some(quota)) => WriteOutcome::QuotaExceeded(quota),
+                (None, None) => WriteOutcome::Duplicate,
             })
             .collect())
     }
@@ -516,6 +611,7 @@ impl EvaluationStore for SqlStore {
         feedback: &serde_json::Value,
         at: DateTime<Utc>,
         template: Option<(&TemplateRow, i64)>,
+        calibration: Option<&FeedbackDelta>,
         idempotency: Option<&IdempotencyRecord>,
     ) -> Result<(), StoreError> {
         let mut tx = self.db.begin_write().await?;
@@ -562,6 +658,9 @@ impl EvaluationStore for SqlStore {
                 tx.rollback().await?;
                 return Err(StoreError::Stale("template"));
             }
+        }
+        if let Some(delta) = calibration {
+            add_feedback(&mut tx, tenant_id, delta).await?;
         }
         tx.commit().await
     }

@@ -7,6 +7,7 @@
 //! backend has its own versioned migrations under `migrations/<backend>/`.
 
 pub mod alerts;
+pub mod analytics;
 pub mod audit;
 mod backend;
 pub mod evaluations;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use alerts::AlertStore;
+pub use analytics::AnalyticsStore;
 pub use audit::AuditStore;
 pub use backend::Backend;
 pub use evaluations::EvaluationStore;
@@ -95,6 +97,7 @@ pub trait Store:
     + IdempotencyStore
     + AlertStore
     + WebhookStore
+    + AnalyticsStore
     + Send
     + Sync
     + 'static

@@ -265,12 +265,24 @@ impl CommitEffects for CountingAnswer {
 }
 
 fn write(evaluation: DecidedEvaluation, idempotency: Option<IdempotencyRecord>) -> EvaluationWrite {
+    let extractor = preflight_engine::ExtractorIdentity {
+        vendor: evaluation.extractor_vendor.clone(),
+        model: evaluation.extractor_model.clone(),
+        version: "1".into(),
+    };
+    let metadata = preflight_engine::ExtractorMetadata {
+        vendor: extractor.vendor.clone(),
+        model: extractor.model.clone(),
+        version: extractor.version.clone(),
+        confidence: evaluation.extractor_confidence,
+        latency_ms: 100.0,
+        cost_usd: None,
+    };
     EvaluationWrite {
-        extractor: preflight_engine::ExtractorIdentity {
-            vendor: evaluation.extractor_vendor.clone(),
-            model: evaluation.extractor_model.clone(),
-            version: "1".into(),
-        },
+        rollup: crate::domain::analytics::rollup_entry(&evaluation, &extractor, &metadata),
+        usage_period: crate::domain::usage::period_of(evaluation.created_at),
+        quota: None,
+        extractor,
         evaluation,
         effects: Box::new(CountingAnswer),
         observation: None,
@@ -411,6 +423,7 @@ async fn a_taken_idempotency_key_is_reported_and_stores_nothing() {
                 &serde_json::json!({}),
                 now(),
                 None,
+                None,
                 Some(&key),
             )
             .await
@@ -458,7 +471,7 @@ async fn a_commit_renders_the_change_points_it_confirms_into_the_stored_answer()
             .iter()
             .map(|o| match o {
                 WriteOutcome::Stored { answer, .. } => answer["alerts"].as_u64().unwrap(),
-                WriteOutcome::Duplicate => panic!("nothing here is a duplicate"),
+                other => panic!("nothing here is refused: {other:?}"),
             })
             .collect();
         assert!(
@@ -525,6 +538,7 @@ async fn feedback_on_a_changed_evaluation_is_stale() {
                         "rejected",
                         &serde_json::json!({"note": "wrong"}),
                         now(),
+                        None,
                         None,
                         None,
                     )
@@ -644,4 +658,233 @@ async fn template_revisions_answers_for_every_tenant_at_once() {
         assert!(store.template_revisions(&[]).await.unwrap().is_empty());
     })
     .await;
+}
+
+/// A store of one backend opened directly (the tests above see only `dyn Store`), for
+/// statements no trait method runs; and what to remove afterwards.
+async fn raw_store(postgres: bool) -> (super::SqlStore, Cleanup) {
+    if postgres {
+        let db = self::postgres().await;
+        let Cleanup::Postgres(name) = &db.cleanup else {
+            unreachable!()
+        };
+        let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+        db.store.close().await;
+        let config = config(DatabaseConfig::Postgres { url: url.clone() });
+        let raw = super::SqlStore {
+            db: super::backend::connect_postgres(&url, &config).unwrap(),
+        };
+        (raw, Cleanup::Postgres(name.clone()))
+    } else {
+        let dir = std::env::temp_dir().join(format!("preflight-store-test-{}", Uuid::new_v4()));
+        let config = config(DatabaseConfig::Sqlite {
+            path: dir.join("preflight.db"),
+        });
+        let raw = super::SqlStore {
+            db: super::backend::connect_sqlite(&dir.join("preflight.db"), &config)
+                .await
+                .unwrap(),
+        };
+        raw.migrate().await.unwrap();
+        (raw, Cleanup::Dir(dir))
+    }
+}
+
+/// The statements of migration 0008 that roll up existing evaluations (its INSERTs).
+fn backfill_statements(backend: super::Backend) -> Vec<String> {
+    let file = match backend {
+        super::Backend::Postgres => {
+            include_str!("../../migrations/postgres/0008_usage_and_analytics.sql")
+        }
+        super::Backend::Sqlite => {
+            include_str!("../../migrations/sqlite/0008_usage_and_analytics.sql")
+        }
+    };
+    let from = file
+        .find("INSERT INTO usage_counters")
+        .expect("backfill in 0008");
+    file[from..]
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_upgrade_rolls_up_existing_evaluations_as_commits_do() {
+    use super::sql::Query;
+    use crate::domain::analytics::{feedback_delta, rollup_entry};
+    use crate::domain::evaluations::FeedbackOutcome;
+    for postgres in [false, true] {
+        let (raw, cleanup) = raw_store(postgres).await;
+        let store: &dyn Store = &raw;
+        let t = new_tenant(store).await;
+        let tv = Uuid::now_v7();
+        let decisions = ["MATCH", "REVIEW", "NEW", "REJECT", "MATCH", "MATCH"];
+        let mut writes = Vec::new();
+        let mut decided = Vec::new();
+        for (i, d) in decisions.iter().enumerate() {
+            let mut e = evaluation(t.id);
+            e.decision = d.to_string();
+            e.drift_score = 0.013 * i as f64 + 0.29;
+            e.reliability_score = 1.0 - 0.07 * i as f64;
+            e.match_confidence = 0.5 + 0.05 * i as f64;
+            if matches!(*d, "MATCH" | "REVIEW") {
+                e.template_id = Some("inv".into());
+                e.template_version = Some(1);
+                e.template_version_id = Some(tv);
+            }
+            let cost = (i % 2 == 0).then_some(0.25 * i as f64);
+            let version = if i < 3 { "2024-06" } else { "2025-01" };
+            e.request = Json(serde_json::json!({"extractor_metadata": {
+                "vendor": "vendor", "model": "model", "version": version,
+                "confidence": 0.9, "latency_ms": 100.0 + i as f64, "cost_usd": cost}}));
+            let metadata = preflight_engine::ExtractorMetadata {
+                vendor: "vendor".into(),
+                model: "model".into(),
+                version: version.into(),
+                confidence: 0.9,
+                latency_ms: 100.0 + i as f64,
+                cost_usd: cost,
+            };
+            let mut w = write(e.clone(), None);
+            w.extractor.version = version.into();
+            w.rollup = rollup_entry(&e, &w.extractor, &metadata);
+            writes.push(w);
+            decided.push(e);
+        }
+        store.commit_evaluations(&writes).await.unwrap();
+        for (e, outcome) in decided.iter().zip([
+            Some(FeedbackOutcome::Correct),
+            Some(FeedbackOutcome::Rejected),
+            None,
+            None,
+            Some(FeedbackOutcome::Corrected),
+            None,
+        ]) {
+            let Some(outcome) = outcome else { continue };
+            let delta = feedback_delta(e, None, outcome);
+            store
+                .apply_feedback(
+                    t.id,
+                    e.id,
+                    None,
+                    outcome.as_str(),
+                    &serde_json::json!({}),
+                    now(),
+                    None,
+                    delta.as_ref(),
+                    None,
+                )
+                .await
+                .unwrap();
+        }
+        let tables = [
+            ("usage_counters", "tenant_id, period", vec!["used"]),
+            (
+                "evaluation_rollups",
+                "tenant_id, bucket_start, template_id, template_version, extractor_vendor, \
+                 extractor_model, extractor_version",
+                vec![
+                    "evaluations",
+                    "match_count",
+                    "review_count",
+                    "new_count",
+                    "reject_count",
+                    "sum_drift",
+                    "sum_reliability",
+                    "sum_match_confidence",
+                    "sum_extractor_confidence",
+                    "sum_latency_ms",
+                    "cost_count",
+                    "sum_cost_usd",
+                    "template_version_id",
+                ],
+            ),
+            (
+                "evaluation_histograms",
+                "tenant_id, bucket_start, metric, bin",
+                vec!["n"],
+            ),
+            (
+                "feedback_rollups",
+                "tenant_id, bucket_start, decision, reliability_bin",
+                vec![
+                    "n",
+                    "correct",
+                    "corrected",
+                    "rejected",
+                    "sum_reliability",
+                    "sum_reliability_sq",
+                    "sum_reliability_correct",
+                ],
+            ),
+        ];
+        for (table, _, _) in &tables {
+            raw.db
+                .execute(Query::new(format!(
+                    "CREATE TABLE {table}_seen AS SELECT * FROM {table}"
+                )))
+                .await
+                .unwrap();
+            raw.db
+                .execute(Query::new(format!("DELETE FROM {table}")))
+                .await
+                .unwrap();
+        }
+        for statement in backfill_statements(raw.db.backend()) {
+            raw.db
+                .execute(Query::new(statement.clone()))
+                .await
+                .unwrap_or_else(|e| panic!("{statement}: {e}"));
+        }
+        for (table, key, values) in &tables {
+            let same = key
+                .split(',')
+                .map(str::trim)
+                .chain(values.iter().copied())
+                .map(|c| {
+                    if c.starts_with("sum_") {
+                        format!("ABS(a.{c} - b.{c}) < 1e-9")
+                    } else {
+                        format!("(a.{c} = b.{c} OR (a.{c} IS NULL AND b.{c} IS NULL))")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            let (seen,): (i64,) = raw
+                .db
+                .fetch_one(Query::new(format!("SELECT COUNT(*) FROM {table}_seen")))
+                .await
+                .unwrap();
+            let (rebuilt,): (i64,) = raw
+                .db
+                .fetch_one(Query::new(format!("SELECT COUNT(*) FROM {table}")))
+                .await
+                .unwrap();
+            let (matched,): (i64,) = raw
+                .db
+                .fetch_one(Query::new(format!(
+                    "SELECT COUNT(*) FROM {table}_seen a WHERE EXISTS \
+                     (SELECT 1 FROM {table} b WHERE {same})"
+                )))
+                .await
+                .unwrap();
+            assert!(seen > 0, "{table}: the commits wrote rows");
+            assert_eq!(
+                (rebuilt, matched),
+                (seen, seen),
+                "{table} on {}",
+                raw.db.backend().name()
+            );
+        }
+        raw.close().await;
+        TestDb {
+            store: self::sqlite().await.store,
+            cleanup,
+        }
+        .remove()
+        .await;
+    }
 }

@@ -22,6 +22,7 @@ use preflight_server::auth::{Role, Scope, ScopeSet};
 use preflight_server::config::Config;
 use preflight_server::domain::audit::{self, AuditAction, AuditExt};
 use preflight_server::domain::identity::{self, Acting};
+use preflight_server::domain::usage;
 use preflight_server::error::ApiError;
 use preflight_server::secrets;
 use preflight_server::storage::identity::{ApiKeyRecord, Tenant};
@@ -39,7 +40,7 @@ const PASSWORD_ENV: &str = "PREFLIGHT_ADMIN_PASSWORD";
 
 #[derive(clap::Args)]
 #[command(
-    about = "Operator tasks without HTTP: tenants, users, API keys (incl. operator keys)",
+    about = "Operator tasks without HTTP: tenants, users, API keys (incl. operator keys), plans",
     long_about = "Operator tasks run directly against the configured database (the same \
                   DATABASE_URL / PREFLIGHT_DATA_DIR as `serve`). Every change is recorded in the \
                   audit trail with the actor `operator-cli`. Human-readable output by default, \
@@ -68,6 +69,31 @@ enum Command {
     ListKeys(ListKeys),
     /// List every tenant.
     ListTenants,
+    /// Set a tenant's plan (free 1 000, developer 10 000, team 100 000 evaluations a month,
+    /// enterprise unlimited) and optionally a tenant-specific monthly limit.
+    SetPlan(SetPlan),
+    /// Show a tenant's plan and this month's usage, as `GET /v1/usage` does.
+    Usage(UsageArgs),
+}
+
+#[derive(clap::Args)]
+struct SetPlan {
+    /// Tenant id (see `admin list-tenants`).
+    #[arg(long, value_name = "TENANT_ID")]
+    tenant: Uuid,
+    #[arg(long, value_name = "PLAN", value_parser = ["free", "developer", "team", "enterprise"])]
+    plan: String,
+    /// Evaluations a month for this tenant instead of the plan's limit (0 stops it);
+    /// omitted, the plan's limit applies.
+    #[arg(long, value_name = "N")]
+    monthly_limit: Option<u64>,
+}
+
+#[derive(clap::Args)]
+struct UsageArgs {
+    /// Tenant id (see `admin list-tenants`).
+    #[arg(long, value_name = "TENANT_ID")]
+    tenant: Uuid,
 }
 
 #[derive(clap::Args)]
@@ -286,7 +312,51 @@ async fn execute(
         Command::RevokeKey(a) => revoke_key(store, a).await,
         Command::ListKeys(a) => list_keys(store, a).await,
         Command::ListTenants => list_tenants(store).await,
+        Command::SetPlan(a) => set_plan(config, store, a).await,
+        Command::Usage(a) => show_usage(config, store, a.tenant).await,
     }
+}
+
+async fn set_plan(config: &Config, store: &dyn Store, a: SetPlan) -> anyhow::Result<Output> {
+    let limit = a
+        .monthly_limit
+        .map(i64::try_from)
+        .transpose()
+        .map_err(|_| anyhow::anyhow!("--monthly-limit is too large"))?;
+    usage::set_plan(store, a.tenant, &a.plan, limit, ACTOR)
+        .await
+        .map_err(domain_error)?;
+    let mut output = show_usage(config, store, a.tenant).await?;
+    output.text = format!(
+        "tenant {} is on the {} plan\n{}",
+        a.tenant, a.plan, output.text
+    );
+    Ok(output)
+}
+
+async fn show_usage(config: &Config, store: &dyn Store, tenant: Uuid) -> anyhow::Result<Output> {
+    let report = usage::report(store, tenant, config.usage.enforce_quota, Utc::now())
+        .await
+        .map_err(domain_error)?;
+    let limit = report
+        .monthly_limit
+        .map_or_else(|| "unlimited".to_string(), |l| l.to_string());
+    Ok(Output {
+        text: format!(
+            "plan {}, {} used of {} in {}{}",
+            report.plan,
+            report.used,
+            limit,
+            report.period,
+            if report.enforced {
+                " (enforced)"
+            } else {
+                " (not enforced)"
+            }
+        ),
+        json: serde_json::to_value(&report)?,
+        note: None,
+    })
 }
 
 fn tenant_json(t: &Tenant) -> Value {

@@ -8,6 +8,7 @@
 mod support;
 
 mod alerts;
+mod analytics;
 mod cli;
 mod evaluation;
 mod foundation;
