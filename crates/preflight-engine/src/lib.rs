@@ -8,6 +8,7 @@
 
 mod align;
 pub mod calibration;
+pub mod cluster;
 pub mod drift;
 pub mod evaluate;
 pub mod features;
@@ -19,6 +20,7 @@ mod sketch;
 pub mod template;
 pub mod validate;
 
+pub use cluster::{cluster_key, cluster_layouts, ClusterInput, ClusterParams, LayoutCluster};
 pub use drift::{ChangePoint, DriftDetectorState, DriftObservation, DriftSeries};
 pub use evaluate::{
     evaluate, Candidate, ClosestTemplate, Decision, DriftComponent, Evaluation, Policy, Reason,
