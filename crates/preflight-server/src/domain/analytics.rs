@@ -191,6 +191,15 @@ impl Range {
         }
     }
 
+    /// The range as one bucket: the store sums every hour of it.
+    fn whole(&self) -> BucketRange {
+        BucketRange {
+            size: self.to - self.from,
+            offset: -self.from,
+            ..self.buckets()
+        }
+    }
+
     fn time(&self, t: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(t, 0).unwrap_or_default()
     }
@@ -441,12 +450,7 @@ pub async fn summary(
     now: DateTime<Utc>,
 ) -> Result<Summary, ApiError> {
     let (range, _) = parse_range(q, false, now)?;
-    // One bucket spanning the range: the store sums every hour of it.
-    let whole = BucketRange {
-        size: range.to - range.from,
-        offset: -range.from,
-        ..range.buckets()
-    };
+    let whole = range.whole();
     let mut totals = Totals::default();
     for b in store.totals_by_bucket(tenant_id, whole).await? {
         totals.add(&b.totals);
@@ -618,7 +622,7 @@ pub async fn templates(
     let (range, _) = parse_range(q, false, now)?;
     let rows = store.totals_by_template(tenant_id, range.buckets()).await?;
     let change_points: BTreeMap<Uuid, i64> = store
-        .change_point_counts(tenant_id, range.from, range.to)
+        .change_point_counts(tenant_id, range.time(range.from), range.time(range.to))
         .await?
         .into_iter()
         .collect();
@@ -720,11 +724,7 @@ pub async fn calibration(
     now: DateTime<Utc>,
 ) -> Result<Calibration, ApiError> {
     let (range, _) = parse_range(q, false, now)?;
-    let whole = BucketRange {
-        size: range.to - range.from,
-        offset: -range.from,
-        ..range.buckets()
-    };
+    let whole = range.whole();
     let evaluations: i64 = store
         .totals_by_bucket(tenant_id, whole)
         .await?
@@ -736,7 +736,6 @@ pub async fn calibration(
     let mut matched = FeedbackTotals::default();
     let mut bands: Vec<FeedbackTotals> = vec![FeedbackTotals::default(); BANDS as usize];
     for r in &rows {
-        let t = &r.totals;
         for acc in [
             Some(&mut all),
             (r.decision == Decision::Match.as_str()).then_some(&mut matched),
@@ -745,13 +744,7 @@ pub async fn calibration(
         .into_iter()
         .flatten()
         {
-            acc.n += t.n;
-            acc.correct += t.correct;
-            acc.corrected += t.corrected;
-            acc.rejected += t.rejected;
-            acc.sum_reliability += t.sum_reliability;
-            acc.sum_reliability_sq += t.sum_reliability_sq;
-            acc.sum_reliability_correct += t.sum_reliability_correct;
+            acc.add(&r.totals);
         }
     }
     let errors = all.corrected + all.rejected;

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::audit::NewAuditEvent;
@@ -85,7 +86,7 @@ impl Totals {
 }
 
 /// The additive columns of [`Totals`], in its field order.
-const TOTAL_COLUMNS: [&str; 12] = [
+pub(crate) const TOTAL_COLUMNS: [&str; 12] = [
     "evaluations",
     "match_count",
     "review_count",
@@ -141,6 +142,18 @@ pub struct FeedbackTotals {
     pub sum_reliability: f64,
     pub sum_reliability_sq: f64,
     pub sum_reliability_correct: f64,
+}
+
+impl FeedbackTotals {
+    pub fn add(&mut self, o: &FeedbackTotals) {
+        self.n += o.n;
+        self.correct += o.correct;
+        self.corrected += o.corrected;
+        self.rejected += o.rejected;
+        self.sum_reliability += o.sum_reliability;
+        self.sum_reliability_sq += o.sum_reliability_sq;
+        self.sum_reliability_correct += o.sum_reliability_correct;
+    }
 }
 
 /// A feedback change on one evaluation, to add to its hour's calibration row.
@@ -262,12 +275,12 @@ pub trait AnalyticsStore: Send + Sync {
         tenant_id: Uuid,
         range: BucketRange,
     ) -> Result<Vec<TemplateTotals>, StoreError>;
-    /// Change points per template version that occurred in `[from, to)` (unix seconds).
+    /// Change points per template version that occurred in `[from, to)`.
     async fn change_point_counts(
         &self,
         tenant_id: Uuid,
-        from: i64,
-        to: i64,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
     ) -> Result<Vec<(Uuid, i64)>, StoreError>;
     async fn feedback_bands(
         &self,
@@ -357,11 +370,9 @@ impl AnalyticsStore for SqlStore {
     async fn change_point_counts(
         &self,
         tenant_id: Uuid,
-        from: i64,
-        to: i64,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
     ) -> Result<Vec<(Uuid, i64)>, StoreError> {
-        let from = chrono::DateTime::from_timestamp(from, 0).unwrap_or_default();
-        let to = chrono::DateTime::from_timestamp(to, 0).unwrap_or_default();
         self.db
             .fetch_all(
                 Query::new(

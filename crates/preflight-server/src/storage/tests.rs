@@ -786,21 +786,10 @@ async fn the_upgrade_rolls_up_existing_evaluations_as_commits_do() {
                 "evaluation_rollups",
                 "tenant_id, bucket_start, template_id, template_version, extractor_vendor, \
                  extractor_model, extractor_version",
-                vec![
-                    "evaluations",
-                    "match_count",
-                    "review_count",
-                    "new_count",
-                    "reject_count",
-                    "sum_drift",
-                    "sum_reliability",
-                    "sum_match_confidence",
-                    "sum_extractor_confidence",
-                    "sum_latency_ms",
-                    "cost_count",
-                    "sum_cost_usd",
-                    "template_version_id",
-                ],
+                super::analytics::TOTAL_COLUMNS
+                    .into_iter()
+                    .chain(["template_version_id"])
+                    .collect(),
             ),
             (
                 "evaluation_histograms",
