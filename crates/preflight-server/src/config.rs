@@ -88,6 +88,7 @@ pub struct Config<K = AuthKeys> {
     pub webhooks: WebhookConfig,
     pub alerts: AlertsConfig,
     pub usage: UsageConfig,
+    pub review: ReviewConfig,
 }
 
 /// Usage counting and quotas.
@@ -96,6 +97,13 @@ pub struct UsageConfig {
     /// Refuse evaluations beyond the tenant's monthly limit with 429 `QUOTA_EXCEEDED`
     /// (usage is counted either way).
     pub enforce_quota: bool,
+}
+
+/// The review queue.
+#[derive(Debug, Clone)]
+pub struct ReviewConfig {
+    /// The share of MATCHes that also become review items, for quality assurance (0..=1).
+    pub sample_match_rate: f64,
 }
 
 /// Alert rules checked in the background.
@@ -263,6 +271,17 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A share between 0 and 1 (a sampling rate).
+    fn fraction(&mut self, name: &str, default: f64) -> f64 {
+        let v: f64 = self.parse(name, default, "a number between 0 and 1");
+        if (0.0..=1.0).contains(&v) {
+            v
+        } else {
+            self.problem(name, "must be between 0 and 1");
+            default
+        }
+    }
+
     fn bool(&mut self, name: &str, default: bool) -> bool {
         match self.raw(name).map(|v| v.to_ascii_lowercase()) {
             None => default,
@@ -427,11 +446,7 @@ impl Config<GivenKeys> {
             }
         }
         let sentry_environment = r.raw("SENTRY_ENVIRONMENT").map(str::to_string);
-        let sentry_traces_sample_rate: f32 =
-            r.parse("SENTRY_TRACES_SAMPLE_RATE", 0.0, "a number between 0 and 1");
-        if !(0.0..=1.0).contains(&sentry_traces_sample_rate) {
-            r.problem("SENTRY_TRACES_SAMPLE_RATE", "must be between 0 and 1");
-        }
+        let sentry_traces_sample_rate: f32 = r.fraction("SENTRY_TRACES_SAMPLE_RATE", 0.0) as f32;
 
         let rate_limit_per_minute = r.positive::<u32>("RATE_LIMIT_PER_MINUTE", 1000);
         let rate_limit_unauthenticated = r.positive::<u32>("RATE_LIMIT_UNAUTHENTICATED", 10);
@@ -509,6 +524,7 @@ impl Config<GivenKeys> {
         let window_check_every =
             Duration::from_secs(r.positive_u64("ALERT_WINDOW_CHECK_SECONDS", 15).min(3600));
         let enforce_quota = r.bool("USAGE_ENFORCE_QUOTA", false);
+        let sample_match_rate = r.fraction("REVIEW_SAMPLE_MATCH_RATE", 0.0);
 
         if !r.problems.is_empty() {
             return Err(ConfigError {
@@ -570,6 +586,7 @@ impl Config<GivenKeys> {
             },
             alerts: AlertsConfig { window_check_every },
             usage: UsageConfig { enforce_quota },
+            review: ReviewConfig { sample_match_rate },
         })
     }
 
@@ -599,6 +616,7 @@ impl Config<GivenKeys> {
             webhooks: self.webhooks,
             alerts: self.alerts,
             usage: self.usage,
+            review: self.review,
         }
     }
 }
@@ -791,6 +809,35 @@ mod tests {
             "API_PORT",
         ] {
             assert!(vars.contains(&expected), "{expected} missing from {vars:?}");
+        }
+    }
+
+    #[test]
+    fn the_review_sample_rate_is_a_share() {
+        let rate = |v: &str| {
+            Config::from_env_map(&env(&[("REVIEW_SAMPLE_MATCH_RATE", v)]))
+                .map(|c| c.review.sample_match_rate)
+                .map_err(|e| {
+                    e.problems
+                        .iter()
+                        .map(|(n, _)| n.clone())
+                        .collect::<Vec<_>>()
+                })
+        };
+        assert_eq!(
+            Config::from_env_map(&env(&[]))
+                .unwrap()
+                .review
+                .sample_match_rate,
+            0.0
+        );
+        assert_eq!(rate("0.05"), Ok(0.05));
+        for bad in ["1.5", "-0.1", "NaN", "often"] {
+            assert_eq!(
+                rate(bad),
+                Err(vec!["REVIEW_SAMPLE_MATCH_RATE".to_string()]),
+                "{bad}"
+            );
         }
     }
 

@@ -139,6 +139,9 @@ impl From<StoreError> for ApiError {
             StoreError::Stale(what) => {
                 ApiError::Conflict(format!("the {what} changed concurrently; retry"))
             }
+            StoreError::Conflict(what) => ApiError::Conflict(format!(
+                "the {what} does not allow this change now; read it again"
+            )),
             StoreError::IdempotencyKeyTaken => ApiError::Conflict(
                 "a concurrent request with the same Idempotency-Key is in progress".into(),
             ),

@@ -25,6 +25,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::evaluations::FeedbackOutcome;
+use super::review::{self, QueueSummary};
 use crate::error::{ApiError, Violations};
 use crate::storage::analytics::{
     BucketRange, FeedbackDelta, FeedbackTotals, RollupEntry, RollupKey, Totals, DRIFT_METRIC,
@@ -441,6 +442,9 @@ pub struct Summary {
     pub timezone: String,
     #[serde(flatten)]
     pub aggregate: Aggregate,
+    /// The review queue: its state now (counts and ages, the SLA view) and the items
+    /// resolved in the range.
+    pub review_queue: QueueSummary,
 }
 
 pub async fn summary(
@@ -456,9 +460,11 @@ pub async fn summary(
         totals.add(&b.totals);
     }
     let hist = histograms(store, tenant_id, whole).await?;
+    let (from_ts, to_ts) = (range.time(range.from), range.time(range.to));
     Ok(Summary {
-        from_ts: range.time(range.from),
-        to_ts: range.time(range.to),
+        review_queue: review::queue_summary(store, tenant_id, from_ts, to_ts, now).await?,
+        from_ts,
+        to_ts,
         timezone: range.timezone(),
         aggregate: aggregate(&totals, hist.values().next()),
     })

@@ -44,10 +44,13 @@ pub enum AuditAction {
     WebhookSecretRotated,
     WebhookRedelivered,
     PlanChanged,
+    ReviewItemClaimed,
+    ReviewItemReleased,
+    ReviewItemResolved,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 29] = [
+    pub const ALL: [AuditAction; 32] = [
         AuditAction::Signup,
         AuditAction::Login,
         AuditAction::LoginFailed,
@@ -77,6 +80,9 @@ impl AuditAction {
         AuditAction::WebhookSecretRotated,
         AuditAction::WebhookRedelivered,
         AuditAction::PlanChanged,
+        AuditAction::ReviewItemClaimed,
+        AuditAction::ReviewItemReleased,
+        AuditAction::ReviewItemResolved,
     ];
 
     /// The name stored and shown in `/v1/audit-logs`.
@@ -111,6 +117,9 @@ impl AuditAction {
             AuditAction::WebhookSecretRotated => "webhook_secret_rotated",
             AuditAction::WebhookRedelivered => "webhook_redelivered",
             AuditAction::PlanChanged => "plan_changed",
+            AuditAction::ReviewItemClaimed => "review_item_claimed",
+            AuditAction::ReviewItemReleased => "review_item_released",
+            AuditAction::ReviewItemResolved => "review_item_resolved",
         }
     }
 }

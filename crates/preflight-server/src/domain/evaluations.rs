@@ -21,6 +21,7 @@ use uuid::Uuid;
 use super::alerts::{self, Alert, AlertRule, Observed};
 use super::analytics;
 use super::idempotency::{self, IdempotencyKey};
+use super::review;
 use super::templates::LayoutSource;
 use super::usage;
 use super::webhooks;
@@ -29,9 +30,10 @@ use crate::state::AppState;
 use crate::storage::alerts::NewAlert;
 use crate::storage::analytics::QuotaRule;
 use crate::storage::evaluations::{
-    CommitEffects, DecidedEvaluation, EvaluationFilter, EvaluationRow, EvaluationWrite, Found,
-    WriteOutcome,
+    CommitEffects, DecidedEvaluation, EvaluationFilter, EvaluationRow, EvaluationWrite,
+    FeedbackWrite, Found, WriteOutcome,
 };
+use crate::storage::review::ReviewResolution;
 use crate::storage::webhooks::{EndpointRow, NewDelivery};
 use crate::storage::StoreError;
 use crate::telemetry::EVALUATION_LATENCY;
@@ -275,8 +277,14 @@ async fn decide(
         .usage
         .enforce_quota
         .then_some(usage::monthly_limit);
+    let review = review::item_for(
+        &decided,
+        evaluation.decision,
+        state.config().review.sample_match_rate,
+    );
     Ok(Decided {
         write: EvaluationWrite {
+            review,
             rollup,
             usage_period: usage::period_of(created_at),
             quota,
@@ -616,13 +624,15 @@ pub enum FeedbackAnswer {
 }
 
 /// Records (or changes) the outcome of an evaluation; the template's per-extractor
-/// statistics move exactly once per change of outcome and feed reliability.
+/// statistics move exactly once per change of outcome and feed reliability. `review` says
+/// how the evaluation's review item moves with it (in the same transaction).
 pub async fn record_feedback(
     state: &AppState,
     tenant_id: Uuid,
     id: Uuid,
     req: FeedbackRequest,
     key: Option<IdempotencyKey>,
+    review: ReviewResolution<'_>,
 ) -> Result<FeedbackAnswer, ApiError> {
     let mut v = Violations::default();
     let outcome = FeedbackOutcome::parse(&req.outcome);
@@ -681,21 +691,23 @@ pub async fn record_feedback(
             statistics_updated: updated_template.is_some(),
         };
         let record = key.as_ref().map(|k| k.record(200, &response)).transpose()?;
-        match state
-            .store()
-            .apply_feedback(
+        let calibration = analytics::feedback_delta(&eval.decided, previous, outcome);
+        let write = FeedbackWrite {
+            template: updated_template.as_ref().map(|(t, rev)| (t, *rev)),
+            calibration: calibration.as_ref(),
+            idempotency: record.as_ref(),
+            review: review.clone(),
+            ..FeedbackWrite::verdict(
                 tenant_id,
                 id,
                 eval.feedback_outcome.as_deref(),
                 outcome.as_str(),
                 &details,
                 Utc::now(),
-                updated_template.as_ref().map(|(t, rev)| (t, *rev)),
-                analytics::feedback_delta(&eval.decided, previous, outcome).as_ref(),
-                record.as_ref(),
+                "",
             )
-            .await
-        {
+        };
+        match state.store().apply_feedback(&write).await {
             Ok(()) => {
                 if updated_template.is_some() {
                     state.templates().refresh(tenant_id).await?;
@@ -817,7 +829,7 @@ pub struct FeedbackRequest {
     pub source: Option<String>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct FeedbackResponse {
     pub evaluation_id: Uuid,
     pub outcome: String,

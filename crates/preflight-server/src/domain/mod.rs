@@ -14,6 +14,7 @@ pub mod drift;
 pub mod evaluations;
 pub mod idempotency;
 pub mod identity;
+pub mod review;
 pub mod templates;
 pub mod usage;
 pub mod webhooks;

@@ -27,6 +27,7 @@ use crate::domain::evaluations::{EvaluateRequest, EvaluateResponse};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::storage::evaluations::EvaluationFilter;
+use crate::storage::review::ReviewResolution;
 
 /// Decides one document and stores the decision durably before answering.
 #[utoipa::path(post, path = "/v1/evaluate", tag = "evaluations", request_body = EvaluateRequest,
@@ -214,7 +215,18 @@ pub async fn feedback(
     };
     let req: FeedbackRequest = parse_json_body(&headers, &body)?;
     Ok(
-        match evaluations::record_feedback(&state, tenant_id, id, req, key).await? {
+        match evaluations::record_feedback(
+            &state,
+            tenant_id,
+            id,
+            req,
+            key,
+            ReviewResolution::Follow {
+                by: &principal.audit_actor(),
+            },
+        )
+        .await?
+        {
             FeedbackAnswer::Recorded(r) => Json(r).into_response(),
             FeedbackAnswer::Replayed(r) => replayed(r),
         },

@@ -135,6 +135,18 @@ pub fn parse_json_body<T: DeserializeOwned>(
     parse_json_value(body)
 }
 
+/// A JSON body that may be left out: no body at all reads as `T::default()` (e.g. a claim
+/// with the default lease); a body present is parsed as [`parse_json_body`] does.
+pub fn optional_json_body<T: DeserializeOwned + Default>(
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    parse_json_body(headers, body)
+}
+
 /// Deserializes with the path of the first failing field in the error.
 pub fn parse_json_value<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(body);

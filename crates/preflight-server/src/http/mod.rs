@@ -11,6 +11,7 @@ pub mod extract;
 pub mod identity;
 pub mod observe;
 pub mod ops;
+pub mod review;
 pub mod status;
 pub mod templates;
 pub mod webhooks;
@@ -85,7 +86,14 @@ pub fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(analytics::extractors))
         .routes(routes!(analytics::templates))
         .routes(routes!(analytics::calibration))
-        .routes(routes!(analytics::usage));
+        .routes(routes!(analytics::usage))
+        .routes(routes!(review::list))
+        .routes(routes!(review::claim_next))
+        .routes(routes!(review::bulk_resolve))
+        .routes(routes!(review::get))
+        .routes(routes!(review::claim))
+        .routes(routes!(review::release))
+        .routes(routes!(review::resolve));
     (probes, v1)
 }
 

@@ -61,7 +61,7 @@ pub trait AuditStore: Send + Sync {
     ) -> Result<Vec<AuditEntry>, StoreError>;
 }
 
-fn insert(e: &NewAuditEvent) -> Query {
+pub(crate) fn insert(e: &NewAuditEvent) -> Query {
     Query::new(
         "INSERT INTO audit_log \
          (tenant_id, occurred_at, actor, action, target, ip, request_id, details) \

@@ -24,6 +24,7 @@ use super::analytics::{
     add_feedback, add_rollups, add_usage, lock_usage, FeedbackDelta, QuotaRule, RollupEntry,
 };
 use super::idempotency::{claim, claim_or_fail};
+use super::review::{insert_review_items, resolve_in, NewReviewItem, ReviewResolution};
 use super::sql::{Arg, Query};
 use super::templates::bump_revision;
 use super::webhooks::{EndpointRow, NewDelivery};
@@ -130,6 +131,8 @@ pub struct EvaluationWrite {
     /// When quotas are enforced, the rule the commit admits it by (under the tenant's
     /// counter lock); `None` counts it without a limit.
     pub quota: Option<QuotaRule>,
+    /// The review item it creates once stored (REVIEW, NEW, REJECT, sampled MATCHes).
+    pub review: Option<NewReviewItem>,
 }
 
 /// Why an evaluation was not stored: its tenant's monthly quota is used up.
@@ -152,6 +155,49 @@ pub enum WriteOutcome {
     Duplicate,
     /// The tenant's monthly quota was used up; nothing was stored for this item.
     QuotaExceeded(QuotaState),
+}
+
+/// One feedback write: the verdict and everything that moves with it.
+#[derive(Debug, Clone)]
+pub struct FeedbackWrite<'a> {
+    pub tenant_id: Uuid,
+    pub evaluation_id: Uuid,
+    /// The outcome read before: part of the update's predicate, so statistics move once.
+    pub previous_outcome: Option<&'a str>,
+    pub outcome: &'a str,
+    pub details: &'a serde_json::Value,
+    pub at: DateTime<Utc>,
+    /// The template with its new statistics, and the revision it was read at.
+    pub template: Option<(&'a TemplateRow, i64)>,
+    pub calibration: Option<&'a FeedbackDelta>,
+    pub idempotency: Option<&'a IdempotencyRecord>,
+    pub review: ReviewResolution<'a>,
+}
+
+impl<'a> FeedbackWrite<'a> {
+    /// A verdict alone: no template, calibration or key; the review item follows it.
+    pub fn verdict(
+        tenant_id: Uuid,
+        evaluation_id: Uuid,
+        previous_outcome: Option<&'a str>,
+        outcome: &'a str,
+        details: &'a serde_json::Value,
+        at: DateTime<Utc>,
+        by: &'a str,
+    ) -> Self {
+        FeedbackWrite {
+            tenant_id,
+            evaluation_id,
+            previous_outcome,
+            outcome,
+            details,
+            at,
+            template: None,
+            calibration: None,
+            idempotency: None,
+            review: ReviewResolution::Follow { by },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -197,21 +243,10 @@ pub trait EvaluationStore: Send + Sync {
         filter: &EvaluationFilter,
     ) -> Result<Vec<EvaluationRow>, StoreError>;
     /// Records feedback on an evaluation and, when its outcome changed, the template's new
-    /// statistics, atomically; `Stale` if either changed underneath, `IdempotencyKeyTaken`
-    /// if the key was claimed meanwhile.
-    #[allow(clippy::too_many_arguments)]
-    async fn apply_feedback(
-        &self,
-        tenant_id: Uuid,
-        evaluation_id: Uuid,
-        previous_outcome: Option<&str>,
-        outcome: &str,
-        feedback: &serde_json::Value,
-        at: DateTime<Utc>,
-        template: Option<(&TemplateRow, i64)>,
-        calibration: Option<&FeedbackDelta>,
-        idempotency: Option<&IdempotencyRecord>,
-    ) -> Result<(), StoreError>;
+    /// statistics, the calibration rollup and the evaluation's review item, atomically;
+    /// `Stale` if the feedback or the template changed underneath, `IdempotencyKeyTaken`
+    /// if the key was claimed meanwhile, `Conflict` if the review item may not be resolved.
+    async fn apply_feedback(&self, write: &FeedbackWrite<'_>) -> Result<(), StoreError>;
     async fn series(
         &self,
         tenant_id: Uuid,
@@ -511,6 +546,11 @@ impl EvaluationStore for SqlStore {
                 .await?;
             }
         }
+        let items: Vec<(&DecidedEvaluation, &NewReviewItem)> = rows
+            .iter()
+            .filter_map(|(w, _)| Some((&w.evaluation, w.review.as_ref()?)))
+            .collect();
+        insert_review_items(&mut tx, &items).await?;
         // 5. The analytics rollups and the usage counted without a limit: additive upserts
         // of rows every commit of the tenant touches, so they go last and hold their
         // locks only until the commit.
@@ -602,18 +642,19 @@ impl EvaluationStore for SqlStore {
             .await
     }
 
-    async fn apply_feedback(
-        &self,
-        tenant_id: Uuid,
-        evaluation_id: Uuid,
-        previous_outcome: Option<&str>,
-        outcome: &str,
-        feedback: &serde_json::Value,
-        at: DateTime<Utc>,
-        template: Option<(&TemplateRow, i64)>,
-        calibration: Option<&FeedbackDelta>,
-        idempotency: Option<&IdempotencyRecord>,
-    ) -> Result<(), StoreError> {
+    async fn apply_feedback(&self, w: &FeedbackWrite<'_>) -> Result<(), StoreError> {
+        let FeedbackWrite {
+            tenant_id,
+            evaluation_id,
+            previous_outcome,
+            outcome,
+            details: feedback,
+            at,
+            template,
+            calibration,
+            idempotency,
+            ref review,
+        } = *w;
         let mut tx = self.db.begin_write().await?;
         claim_or_fail(&mut tx, idempotency).await?;
         // The previous outcome is part of the predicate: a concurrent change makes this
@@ -661,6 +702,10 @@ impl EvaluationStore for SqlStore {
         }
         if let Some(delta) = calibration {
             add_feedback(&mut tx, tenant_id, delta).await?;
+        }
+        if let Err(e) = resolve_in(&mut tx, tenant_id, evaluation_id, outcome, at, review).await {
+            tx.rollback().await?;
+            return Err(e);
         }
         tx.commit().await
     }

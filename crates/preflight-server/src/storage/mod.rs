@@ -13,6 +13,7 @@ mod backend;
 pub mod evaluations;
 pub mod idempotency;
 pub mod identity;
+pub mod review;
 mod sql;
 pub mod templates;
 #[cfg(test)]
@@ -30,6 +31,7 @@ pub use backend::Backend;
 pub use evaluations::EvaluationStore;
 pub use idempotency::IdempotencyStore;
 pub use identity::IdentityStore;
+pub use review::ReviewStore;
 pub use templates::TemplateStore;
 pub use webhooks::WebhookStore;
 
@@ -49,6 +51,10 @@ pub enum StoreError {
     /// The text names what changed, e.g. "template", "evaluation feedback".
     #[error("the {0} changed concurrently")]
     Stale(&'static str),
+    /// The row is not in a state that allows the change (e.g. a review item another
+    /// reviewer holds); the text names the row. Nothing was written.
+    #[error("the {0} does not allow this change now")]
+    Conflict(&'static str),
     /// The Idempotency-Key was claimed in the meantime (a concurrent retry of the same request).
     #[error("the idempotency key was used meanwhile")]
     IdempotencyKeyTaken,
@@ -98,6 +104,7 @@ pub trait Store:
     + AlertStore
     + WebhookStore
     + AnalyticsStore
+    + ReviewStore
     + Send
     + Sync
     + 'static

@@ -19,7 +19,9 @@ use uuid::Uuid;
 
 use super::alerts::NewAlert;
 use super::audit::{AuditFilter, NewAuditEvent};
-use super::evaluations::{CommitEffects, DecidedEvaluation, EvaluationWrite, Found, WriteOutcome};
+use super::evaluations::{
+    CommitEffects, DecidedEvaluation, EvaluationWrite, FeedbackWrite, Found, WriteOutcome,
+};
 use super::idempotency::IdempotencyRecord;
 use super::identity::{Tenant, User};
 use super::templates::{TemplateRow, REVISIONS_CHUNK};
@@ -282,6 +284,7 @@ fn write(evaluation: DecidedEvaluation, idempotency: Option<IdempotencyRecord>) 
         rollup: crate::domain::analytics::rollup_entry(&evaluation, &extractor, &metadata),
         usage_period: crate::domain::usage::period_of(evaluation.created_at),
         quota: None,
+        review: None,
         extractor,
         evaluation,
         effects: Box::new(CountingAnswer),
@@ -415,17 +418,18 @@ async fn a_taken_idempotency_key_is_reported_and_stores_nothing() {
         assert!(matches!(outcomes[0], WriteOutcome::Stored { .. }));
         assert!(matches!(outcomes[1], WriteOutcome::Duplicate));
         let err = store
-            .apply_feedback(
-                t.id,
-                e.id,
-                None,
-                "correct",
-                &serde_json::json!({}),
-                now(),
-                None,
-                None,
-                Some(&key),
-            )
+            .apply_feedback(&FeedbackWrite {
+                idempotency: Some(&key),
+                ..FeedbackWrite::verdict(
+                    t.id,
+                    e.id,
+                    None,
+                    "correct",
+                    &serde_json::json!({}),
+                    now(),
+                    "test",
+                )
+            })
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::IdempotencyKeyTaken), "{err:?}");
@@ -531,17 +535,15 @@ async fn feedback_on_a_changed_evaluation_is_stale() {
             let store = store.clone();
             async move {
                 store
-                    .apply_feedback(
+                    .apply_feedback(&FeedbackWrite::verdict(
                         t.id,
                         e.id,
                         previous,
                         "rejected",
                         &serde_json::json!({"note": "wrong"}),
                         now(),
-                        None,
-                        None,
-                        None,
-                    )
+                        "test",
+                    ))
                     .await
             }
         };
@@ -766,17 +768,18 @@ async fn the_upgrade_rolls_up_existing_evaluations_as_commits_do() {
             let Some(outcome) = outcome else { continue };
             let delta = feedback_delta(e, None, outcome);
             store
-                .apply_feedback(
-                    t.id,
-                    e.id,
-                    None,
-                    outcome.as_str(),
-                    &serde_json::json!({}),
-                    now(),
-                    None,
-                    delta.as_ref(),
-                    None,
-                )
+                .apply_feedback(&FeedbackWrite {
+                    calibration: delta.as_ref(),
+                    ..FeedbackWrite::verdict(
+                        t.id,
+                        e.id,
+                        None,
+                        outcome.as_str(),
+                        &serde_json::json!({}),
+                        now(),
+                        "test",
+                    )
+                })
                 .await
                 .unwrap();
         }
