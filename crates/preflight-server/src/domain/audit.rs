@@ -44,10 +44,13 @@ pub enum AuditAction {
     WebhookSecretRotated,
     WebhookRedelivered,
     PlanChanged,
+    // Template suggestions.
+    TemplateSuggestionAccepted,
+    TemplateSuggestionDismissed,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 29] = [
+    pub const ALL: [AuditAction; 31] = [
         AuditAction::Signup,
         AuditAction::Login,
         AuditAction::LoginFailed,
@@ -77,6 +80,9 @@ impl AuditAction {
         AuditAction::WebhookSecretRotated,
         AuditAction::WebhookRedelivered,
         AuditAction::PlanChanged,
+        // Template suggestions.
+        AuditAction::TemplateSuggestionAccepted,
+        AuditAction::TemplateSuggestionDismissed,
     ];
 
     /// The name stored and shown in `/v1/audit-logs`.
@@ -111,6 +117,9 @@ impl AuditAction {
             AuditAction::WebhookSecretRotated => "webhook_secret_rotated",
             AuditAction::WebhookRedelivered => "webhook_redelivered",
             AuditAction::PlanChanged => "plan_changed",
+            // Template suggestions.
+            AuditAction::TemplateSuggestionAccepted => "template_suggestion_accepted",
+            AuditAction::TemplateSuggestionDismissed => "template_suggestion_dismissed",
         }
     }
 }

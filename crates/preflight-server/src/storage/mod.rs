@@ -14,6 +14,7 @@ pub mod evaluations;
 pub mod idempotency;
 pub mod identity;
 mod sql;
+pub mod suggestions;
 pub mod templates;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -30,6 +31,7 @@ pub use backend::Backend;
 pub use evaluations::EvaluationStore;
 pub use idempotency::IdempotencyStore;
 pub use identity::IdentityStore;
+pub use suggestions::SuggestionStore;
 pub use templates::TemplateStore;
 pub use webhooks::WebhookStore;
 
@@ -98,6 +100,7 @@ pub trait Store:
     + AlertStore
     + WebhookStore
     + AnalyticsStore
+    + SuggestionStore
     + Send
     + Sync
     + 'static
