@@ -29,6 +29,7 @@ use crate::state::AppState;
         (name = "webhooks", description = "Signed webhook endpoints and their deliveries"),
         (name = "analytics", description = "Decisions, drift, extractors, templates and calibration over time, from hourly rollups"),
         (name = "usage", description = "The tenant's plan and this month's usage"),
+        (name = "suggestions", description = "Recurring unregistered layouts among NEW evaluations, accepted as templates or dismissed"),
     )
 )]
 pub struct ApiDoc;

@@ -12,6 +12,7 @@ pub mod identity;
 pub mod observe;
 pub mod ops;
 pub mod status;
+pub mod suggestions;
 pub mod templates;
 pub mod webhooks;
 
@@ -85,7 +86,10 @@ pub fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(analytics::extractors))
         .routes(routes!(analytics::templates))
         .routes(routes!(analytics::calibration))
-        .routes(routes!(analytics::usage));
+        .routes(routes!(analytics::usage))
+        .routes(routes!(suggestions::list))
+        .routes(routes!(suggestions::accept))
+        .routes(routes!(suggestions::dismiss));
     (probes, v1)
 }
 
