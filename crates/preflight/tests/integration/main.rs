@@ -16,4 +16,5 @@ mod identity;
 mod quality_http;
 mod rate_limit;
 mod rate_limit_backend;
+mod suggestions;
 mod webhooks;
