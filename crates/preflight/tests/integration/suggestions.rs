@@ -494,6 +494,31 @@ async fn suggestions_stay_within_the_tenant_and_bad_input_is_a_problem(backend: 
     problem(&r, 403, "INSUFFICIENT_SCOPE", None);
     // Nothing above changed the suggestion.
     assert_eq!(listing(a, "").await, list);
+
+    // The routes are in the served OpenAPI description, under their own tag.
+    let spec: Value = reqwest::get(ctx.server.url("/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (path, method) in [
+        (LIST.to_string(), "get"),
+        (format!("{LIST}/{{id}}/accept"), "post"),
+        (format!("{LIST}/{{id}}/dismiss"), "post"),
+    ] {
+        let op = &spec["paths"][&path][method];
+        assert_eq!(op["tags"], json!(["suggestions"]), "{path} {method}: {op}");
+    }
+    assert!(
+        spec["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "suggestions"),
+        "{}",
+        spec["tags"]
+    );
 }
 
 /// SROIE receipts of issuers no template knows, evaluated through the server: the
