@@ -47,10 +47,13 @@ pub enum AuditAction {
     ReviewItemClaimed,
     ReviewItemReleased,
     ReviewItemResolved,
+    // Template suggestions.
+    TemplateSuggestionAccepted,
+    TemplateSuggestionDismissed,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 32] = [
+    pub const ALL: [AuditAction; 34] = [
         AuditAction::Signup,
         AuditAction::Login,
         AuditAction::LoginFailed,
@@ -83,6 +86,9 @@ impl AuditAction {
         AuditAction::ReviewItemClaimed,
         AuditAction::ReviewItemReleased,
         AuditAction::ReviewItemResolved,
+        // Template suggestions.
+        AuditAction::TemplateSuggestionAccepted,
+        AuditAction::TemplateSuggestionDismissed,
     ];
 
     /// The name stored and shown in `/v1/audit-logs`.
@@ -120,6 +126,9 @@ impl AuditAction {
             AuditAction::ReviewItemClaimed => "review_item_claimed",
             AuditAction::ReviewItemReleased => "review_item_released",
             AuditAction::ReviewItemResolved => "review_item_resolved",
+            // Template suggestions.
+            AuditAction::TemplateSuggestionAccepted => "template_suggestion_accepted",
+            AuditAction::TemplateSuggestionDismissed => "template_suggestion_dismissed",
         }
     }
 }

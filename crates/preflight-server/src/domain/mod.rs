@@ -4,8 +4,8 @@
 //! It knows no HTTP (no axum, no status codes beyond what an idempotent replay must repeat)
 //! and writes no SQL: it decides, and reaches storage, the template index and the writer
 //! through [`crate::state::AppState`] or the store trait. HTTP handlers (`crate::http`) and
-//! the operator CLI call these functions; new features (alerts, analytics, review) get a
-//! module here.
+//! the operator CLI call these functions; new features (alerts, analytics, review,
+//! suggestions) get a module here.
 
 pub mod alerts;
 pub mod analytics;
@@ -15,6 +15,7 @@ pub mod evaluations;
 pub mod idempotency;
 pub mod identity;
 pub mod review;
+pub mod suggestions;
 pub mod templates;
 pub mod usage;
 pub mod webhooks;

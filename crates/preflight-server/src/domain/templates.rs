@@ -25,8 +25,9 @@ use super::idempotency::IdempotencyKey;
 use crate::error::{ApiError, FieldError, Violations};
 use crate::registry::build_engine_template;
 use crate::state::AppState;
-use crate::storage::evaluations::{TemplateFilter, TemplateRow};
+use crate::storage::evaluations::{IdempotencyRecord, TemplateFilter, TemplateRow};
 use crate::storage::identity::NewAuditEvent;
+use crate::storage::templates::TEMPLATE_VERSION_EXISTS;
 use crate::storage::StoreError;
 
 /// Active template versions one tenant may hold; bounds the in-memory index per tenant.
@@ -370,6 +371,15 @@ pub enum LayoutSource {
         /// The extractor that produced it, which the new version has then seen.
         extractor: Option<ExtractorIdentity>,
     },
+    /// A template suggestion's exemplars (`domain::suggestions`): the layouts of stored
+    /// evaluations, whose problems are reported against the suggestion `id`.
+    Suggestion {
+        id: String,
+        exemplar_evaluation_ids: Vec<Uuid>,
+        exemplars: Vec<StructuralFeatures>,
+        /// The extractor of every exemplar, when they share one.
+        extractor: Option<ExtractorIdentity>,
+    },
 }
 
 /// What a client asked to create, from either creation route.
@@ -464,6 +474,7 @@ fn validate_new(spec: NewVersion, layout: &LayoutSource) -> Result<ValidVersion,
             }
         },
         LayoutSource::Evaluation { features, .. } => vec![features.clone()],
+        LayoutSource::Suggestion { exemplars, .. } => exemplars.clone(),
     };
     let status = match spec.status.as_deref() {
         None => TemplateStatus::Active,
@@ -495,7 +506,9 @@ fn validate_new(spec: NewVersion, layout: &LayoutSource) -> Result<ValidVersion,
         "must hold at most 50 exemplar layouts",
     );
     let extractor = match layout {
-        LayoutSource::Evaluation { extractor, .. } => extractor.clone(),
+        LayoutSource::Evaluation { extractor, .. } | LayoutSource::Suggestion { extractor, .. } => {
+            extractor.clone()
+        }
         LayoutSource::Sent { .. } => spec.extractor.clone(),
     };
     if let Some(e) = &extractor {
@@ -532,9 +545,14 @@ fn validate_new(spec: NewVersion, layout: &LayoutSource) -> Result<ValidVersion,
             Some(true) => field.replacen("exemplars[0]", "structural_features", 1),
             _ => field.to_string(),
         }),
-        LayoutSource::Evaluation { .. } => {
+        LayoutSource::Evaluation { .. } | LayoutSource::Suggestion { .. } => {
             // The client did not send the layout, so its problems are reported against
-            // the evaluation, in one entry (e.g. a REJECTed, empty extraction).
+            // the evaluation (or suggestion), in one entry (e.g. a REJECTed, empty
+            // extraction).
+            let (source, what) = match layout {
+                LayoutSource::Suggestion { .. } => ("id", "suggestion"),
+                _ => ("evaluation_id", "evaluation"),
+            };
             let mut layout = Violations::default();
             engine_check(&mut layout, &row, &|field| field.to_string());
             let (problems, kept): (Vec<FieldError>, Vec<FieldError>) = layout
@@ -550,9 +568,9 @@ fn validate_new(spec: NewVersion, layout: &LayoutSource) -> Result<ValidVersion,
                     .map(|e| format!("{}: {}", e.field, e.message))
                     .collect();
                 v.add(
-                    "evaluation_id",
+                    source,
                     format!(
-                        "this evaluation's layout cannot be a template: {}",
+                        "this {what}'s layout cannot be a template: {}",
                         text.join("; ")
                     ),
                 );
@@ -603,6 +621,44 @@ pub async fn create(
     event: NewAuditEvent,
     key: Option<&IdempotencyKey>,
 ) -> Result<Created, ApiError> {
+    let store = state.store().clone();
+    create_with(
+        state,
+        tenant_id,
+        spec,
+        layout,
+        event,
+        key,
+        |view| serde_json::to_value(view),
+        move |row, audit, record| {
+            let store = store.clone();
+            async move { store.create_template(&row, &audit, record.as_ref()).await }
+        },
+    )
+    .await
+}
+
+/// [`create`], with the keyed answer and the write in the caller's hands: `answer` is what
+/// an Idempotency-Key stores (from the new version's view), and `write` stores the row
+/// with its audit event and idempotency record — with more in the same transaction, for a
+/// creation that is part of another change (an accepted suggestion). Validation, the
+/// active-template limit, version collisions and the index refresh are this function's.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn create_with<A, W, F>(
+    state: &AppState,
+    tenant_id: Uuid,
+    spec: NewVersion,
+    layout: LayoutSource,
+    event: NewAuditEvent,
+    key: Option<&IdempotencyKey>,
+    answer: A,
+    write: W,
+) -> Result<Created, ApiError>
+where
+    A: Fn(&TemplateView) -> Result<serde_json::Value, serde_json::Error>,
+    W: Fn(TemplateRow, NewAuditEvent, Option<IdempotencyRecord>) -> F,
+    F: std::future::Future<Output = Result<i64, StoreError>>,
+{
     let spec = validate_new(spec, &layout)?;
     if spec.status == TemplateStatus::Active {
         check_active_limit(state, tenant_id).await?;
@@ -623,28 +679,39 @@ pub async fn create(
         };
         let row = spec.row(tenant_id, version);
         let view = TemplateView::of(&row, false);
-        let record = key.map(|k| k.record(201, &view)).transpose()?;
+        let body = answer(&view).map_err(ApiError::internal)?;
+        let record = key.map(|k| k.record(201, &body)).transpose()?;
         let mut details = serde_json::json!({
             "template_id": row.template_id,
             "version": row.version,
             "status": row.status,
             "exemplar_count": row.exemplars.0.len(),
         });
-        if let (Some(d), LayoutSource::Evaluation { id, decision, .. }) =
-            (details.as_object_mut(), &layout)
-        {
-            d.insert("evaluation_id".into(), serde_json::json!(id));
-            d.insert("evaluation_decision".into(), serde_json::json!(decision));
+        if let Some(d) = details.as_object_mut() {
+            match &layout {
+                LayoutSource::Evaluation { id, decision, .. } => {
+                    d.insert("evaluation_id".into(), serde_json::json!(id));
+                    d.insert("evaluation_decision".into(), serde_json::json!(decision));
+                }
+                LayoutSource::Suggestion {
+                    id,
+                    exemplar_evaluation_ids,
+                    ..
+                } => {
+                    d.insert("suggestion_id".into(), serde_json::json!(id));
+                    d.insert(
+                        "exemplar_evaluation_ids".into(),
+                        serde_json::json!(exemplar_evaluation_ids),
+                    );
+                }
+                LayoutSource::Sent { .. } => {}
+            }
         }
         let audit = event
             .clone()
             .target(format!("template:{}", row.id))
             .details(details);
-        match state
-            .store()
-            .create_template(&row, &audit, record.as_ref())
-            .await
-        {
+        match write(row, audit, record).await {
             Ok(_) => {
                 refresh(state, tenant_id).await;
                 return Ok(Created::New(Box::new(view)));
@@ -656,6 +723,11 @@ pub async fn create(
                     Some(replay) => Ok(Created::Replayed(replay)),
                     None => Err(StoreError::IdempotencyKeyTaken.into()),
                 };
+            }
+            // Another row of the same transaction was taken (e.g. the suggestion being
+            // accepted was decided meanwhile): that is the conflict, not the version.
+            Err(StoreError::Duplicate(message)) if message != TEMPLATE_VERSION_EXISTS => {
+                return Err(ApiError::Conflict(message.to_string()));
             }
             Err(StoreError::Duplicate(message)) => {
                 if spec.version.is_none() {
@@ -906,7 +978,7 @@ pub async fn deprecate(
 /// The audit action of each template change, so handlers cannot mislabel one.
 pub fn action_for_create(layout: &LayoutSource) -> AuditAction {
     match layout {
-        LayoutSource::Sent { .. } => AuditAction::TemplateCreated,
+        LayoutSource::Sent { .. } | LayoutSource::Suggestion { .. } => AuditAction::TemplateCreated,
         LayoutSource::Evaluation { .. } => AuditAction::TemplateCreatedFromEvaluation,
     }
 }

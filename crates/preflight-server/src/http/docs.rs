@@ -30,6 +30,7 @@ use crate::state::AppState;
         (name = "analytics", description = "Decisions, drift, extractors, templates and calibration over time, from hourly rollups"),
         (name = "usage", description = "The tenant's plan and this month's usage"),
         (name = "review", description = "The review queue: REVIEW, NEW, REJECT and sampled MATCH evaluations as work items, claimed under leases and resolved as feedback"),
+        (name = "suggestions", description = "Recurring unregistered layouts among NEW evaluations, accepted as templates or dismissed"),
     )
 )]
 pub struct ApiDoc;

@@ -13,6 +13,7 @@ pub mod observe;
 pub mod ops;
 pub mod review;
 pub mod status;
+pub mod suggestions;
 pub mod templates;
 pub mod webhooks;
 
@@ -93,7 +94,10 @@ pub fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(review::get))
         .routes(routes!(review::claim))
         .routes(routes!(review::release))
-        .routes(routes!(review::resolve));
+        .routes(routes!(review::resolve))
+        .routes(routes!(suggestions::list))
+        .routes(routes!(suggestions::accept))
+        .routes(routes!(suggestions::dismiss));
     (probes, v1)
 }
 

@@ -78,6 +78,13 @@ pub(crate) fn insert(e: &NewAuditEvent) -> Query {
 }
 
 impl Tx {
+    /// Appends an audit event to this transaction (for a change that records more than
+    /// one event; most end with [`Tx::commit_with_audit`]).
+    pub async fn audit(&mut self, event: &NewAuditEvent) -> Result<(), StoreError> {
+        self.execute(insert(event)).await?;
+        Ok(())
+    }
+
     /// Appends the audit event and commits: the change and its record land together or
     /// not at all.
     pub async fn commit_with_audit(mut self, event: &NewAuditEvent) -> Result<(), StoreError> {

@@ -15,6 +15,7 @@ pub mod idempotency;
 pub mod identity;
 pub mod review;
 mod sql;
+pub mod suggestions;
 pub mod templates;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -32,6 +33,7 @@ pub use evaluations::EvaluationStore;
 pub use idempotency::IdempotencyStore;
 pub use identity::IdentityStore;
 pub use review::ReviewStore;
+pub use suggestions::SuggestionStore;
 pub use templates::TemplateStore;
 pub use webhooks::WebhookStore;
 
@@ -105,6 +107,7 @@ pub trait Store:
     + WebhookStore
     + AnalyticsStore
     + ReviewStore
+    + SuggestionStore
     + Send
     + Sync
     + 'static

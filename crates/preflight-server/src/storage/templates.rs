@@ -106,6 +106,9 @@ pub trait TemplateStore: Send + Sync {
     ) -> Result<i64, StoreError>;
 }
 
+/// What a `Duplicate` from inserting a template version says (the version exists).
+pub const TEMPLATE_VERSION_EXISTS: &str = "this template_id and version exist already";
+
 /// Tenants per revision query: far below both backends' bound-parameter limits, and one
 /// query still serves a replica's whole cache in the common case.
 pub const REVISIONS_CHUNK: usize = 500;
@@ -131,6 +134,39 @@ pub(super) async fn bump_revision(tx: &mut Tx, tenant_id: Uuid) -> Result<i64, S
             .bind(tenant_id),
         )
         .await?;
+    Ok(revision)
+}
+
+/// Inserts a new version in a write transaction, moving its tenant's revision on; returns the
+/// revision it was stored with. `Duplicate` when `(template_id, version)` exists. Shared by
+/// the plain creation and by creations that commit more with it (an accepted suggestion).
+pub(crate) async fn insert_template(tx: &mut Tx, row: &TemplateRow) -> Result<i64, StoreError> {
+    let revision = bump_revision(tx, row.tenant_id).await?;
+    tx.execute(
+        Query::new(format!(
+            "INSERT INTO templates ({TEMPLATE_COLUMNS}) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+        ))
+        .bind(row.id)
+        .bind(row.tenant_id)
+        .bind(&row.template_id)
+        .bind(row.version)
+        .bind(row.name.as_deref())
+        .bind(row.description.as_deref())
+        .bind(&row.status)
+        .bind(row.baseline_reliability)
+        .bind(Arg::json(&row.correction_rules))
+        .bind(Arg::json(&row.exemplars))
+        .bind(Arg::json(&row.outcome_stats))
+        .bind(Arg::json(&row.detector_state))
+        .bind(row.evaluation_count)
+        .bind(revision)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .bind(Arg::json(&row.seen_extractors))
+        .on_duplicate(TEMPLATE_VERSION_EXISTS),
+    )
+    .await?;
     Ok(revision)
 }
 
@@ -266,32 +302,7 @@ impl TemplateStore for SqlStore {
     ) -> Result<i64, StoreError> {
         let mut tx = self.db.begin_write().await?;
         claim_or_fail(&mut tx, idempotency).await?;
-        let revision = bump_revision(&mut tx, row.tenant_id).await?;
-        tx.execute(
-            Query::new(format!(
-                "INSERT INTO templates ({TEMPLATE_COLUMNS}) VALUES \
-                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
-            ))
-            .bind(row.id)
-            .bind(row.tenant_id)
-            .bind(&row.template_id)
-            .bind(row.version)
-            .bind(row.name.as_deref())
-            .bind(row.description.as_deref())
-            .bind(&row.status)
-            .bind(row.baseline_reliability)
-            .bind(Arg::json(&row.correction_rules))
-            .bind(Arg::json(&row.exemplars))
-            .bind(Arg::json(&row.outcome_stats))
-            .bind(Arg::json(&row.detector_state))
-            .bind(row.evaluation_count)
-            .bind(revision)
-            .bind(row.created_at)
-            .bind(row.updated_at)
-            .bind(Arg::json(&row.seen_extractors))
-            .on_duplicate("this template_id and version exist already"),
-        )
-        .await?;
+        let revision = insert_template(&mut tx, row).await?;
         tx.commit_with_audit(audit).await?;
         Ok(revision)
     }

@@ -17,4 +17,5 @@ mod quality_http;
 mod rate_limit;
 mod rate_limit_backend;
 mod review;
+mod suggestions;
 mod webhooks;
