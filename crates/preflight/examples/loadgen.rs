@@ -12,7 +12,11 @@
 //!
 //! `--mode` is `evaluate` (default), `status` (`GET /v1/status`, which also pings the
 //! database and Redis), `me` (`GET /v1/auth/me`: authentication and rate limiting only) or
-//! `health` (`GET /health`: neither).
+//! `health` (`GET /health`: neither), or `get` (`GET --path PATH` with the key, e.g.
+//! `--path '/v1/analytics/summary'`; with `--concurrency 1` that is sequential latency).
+//!
+//! `--versions V` registers versions 1..=V of each of the `--templates` ids (each version a
+//! slightly moved layout), and `--duration 0` stops after registering.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +28,8 @@ struct Args {
     key: Option<String>,
     mode: String,
     templates: usize,
+    versions: usize,
+    path: String,
     concurrency: usize,
     duration: u64,
     seed: u64,
@@ -35,6 +41,8 @@ fn parse_args() -> Args {
         key: std::env::var("PREFLIGHT_API_KEY").ok(),
         mode: "evaluate".into(),
         templates: 1000,
+        versions: 1,
+        path: "/health".into(),
         concurrency: 16,
         duration: 20,
         seed: 1,
@@ -47,6 +55,8 @@ fn parse_args() -> Args {
             "--key" => a.key = Some(value()),
             "--mode" => a.mode = value(),
             "--templates" => a.templates = value().parse().expect("--templates N"),
+            "--versions" => a.versions = value().parse().expect("--versions N"),
+            "--path" => a.path = value(),
             "--concurrency" => a.concurrency = value().parse().expect("--concurrency N"),
             "--duration" => a.duration = value().parse().expect("--duration SECONDS"),
             "--seed" => a.seed = value().parse().expect("--seed N"),
@@ -179,32 +189,44 @@ async fn main() {
     if args.mode == "evaluate" && args.templates > 0 {
         let started = Instant::now();
         let mut created = 0;
-        for i in 0..args.templates {
-            let body = json!({
-                "template_id": format!("load-{i}"), "version": 1,
-                "structural_features": layout(args.seed * 1_000_003 + i as u64, None)
-            });
-            let r = client
-                .post(format!("{}/v1/templates", args.url))
-                .header("x-api-key", &key)
-                .json(&body)
-                .send()
-                .await
-                .expect("register template");
-            match r.status().as_u16() {
-                201 => created += 1,
-                409 => {}
-                s => panic!(
-                    "registering a template answered {s}: {}",
-                    r.text().await.unwrap_or_default()
-                ),
+        for v in 1..=args.versions.max(1) {
+            for i in 0..args.templates {
+                let mut features = layout(args.seed * 1_000_003 + i as u64, None);
+                if v > 1 {
+                    // A later version: the same form with its boxes moved a little.
+                    let mut r = Rng(args.seed ^ ((i as u64) << 8) ^ (v as u64));
+                    features = layout(args.seed * 1_000_003 + i as u64, Some(&mut r));
+                }
+                let body = json!({
+                    "template_id": format!("load-{i}"), "version": v,
+                    "structural_features": features
+                });
+                let r = client
+                    .post(format!("{}/v1/templates", args.url))
+                    .header("x-api-key", &key)
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("register template");
+                match r.status().as_u16() {
+                    201 => created += 1,
+                    409 => {}
+                    s => panic!(
+                        "registering a template answered {s}: {}",
+                        r.text().await.unwrap_or_default()
+                    ),
+                }
             }
         }
+        let total = args.templates * args.versions.max(1);
         eprintln!(
-            "templates: {created} created, {} already there ({:.1}s)",
-            args.templates - created,
+            "template versions: {created} created, {} already there ({:.1}s)",
+            total - created,
             started.elapsed().as_secs_f64()
         );
+    }
+    if args.duration == 0 {
+        return;
     }
 
     // Pre-built bodies: 90% documents of registered templates, 10% unseen layouts.
@@ -231,6 +253,7 @@ async fn main() {
         let key = key.clone();
         let url = args.url.clone();
         let mode = args.mode.clone();
+        let path = args.path.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut statuses = std::collections::BTreeMap::new();
@@ -246,6 +269,7 @@ async fn main() {
                     "me" => client
                         .get(format!("{url}/v1/auth/me"))
                         .header("x-api-key", &key),
+                    "get" => client.get(format!("{url}{path}")).header("x-api-key", &key),
                     _ => client
                         .post(format!("{url}/v1/evaluate"))
                         .header("x-api-key", &key)
@@ -280,9 +304,13 @@ async fn main() {
     all.sort();
     let pct =
         |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)].as_secs_f64() * 1000.0;
+    let mode = match args.mode.as_str() {
+        "get" => format!("get {}", args.path),
+        m => m.to_string(),
+    };
     println!(
         "mode={} concurrency={} duration={:.1}s requests={} rps={:.0} p50={:.3}ms p95={:.3}ms p99={:.3}ms statuses={:?}",
-        args.mode,
+        mode,
         args.concurrency,
         elapsed,
         all.len(),
