@@ -294,6 +294,22 @@ pub(crate) async fn insert_review_items(
     Ok(())
 }
 
+/// The UPDATE that hands an item to `claim` (`$5` is the claim's time); callers add the
+/// condition under which the item may be taken.
+fn claim_update(tenant_id: Uuid, id: Uuid, claim: &Claim<'_>) -> Query {
+    Query::new(
+        "UPDATE review_items SET status = 'claimed', lease_token = $3, claimed_by = $4, \
+         claimed_at = $5, lease_expires_at = $6, claim_count = claim_count + 1 \
+         WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .bind(claim.token)
+    .bind(claim.by)
+    .bind(claim.at)
+    .bind(claim.until)
+}
+
 /// The review side of a feedback write, inside its transaction.
 pub(crate) async fn resolve_in(
     tx: &mut Tx,
@@ -395,22 +411,9 @@ impl ReviewStore for SqlStore {
         audit: &NewAuditEvent,
     ) -> Result<bool, StoreError> {
         let tx = self.db.begin_write().await?;
-        tx.change_one_with_audit(
-            Query::new(format!(
-                "UPDATE review_items SET status = 'claimed', lease_token = $3, claimed_by = $4, \
-                 claimed_at = $5, lease_expires_at = $6, claim_count = claim_count + 1 \
-                 WHERE tenant_id = $1 AND id = $2 AND {}",
-                QueueState::Open.predicate("$5")
-            ))
-            .bind(tenant_id)
-            .bind(id)
-            .bind(claim.token)
-            .bind(claim.by)
-            .bind(claim.at)
-            .bind(claim.until),
-            audit,
-        )
-        .await
+        let claimable = format!(" AND {}", QueueState::Open.predicate("$5"));
+        tx.change_one_with_audit(claim_update(tenant_id, id, claim).push(&claimable), audit)
+            .await
     }
 
     async fn claim_next_review_item(
@@ -443,20 +446,7 @@ impl ReviewStore for SqlStore {
             ..audit.clone()
         };
         let claimed = tx
-            .change_one_with_audit(
-                Query::new(
-                    "UPDATE review_items SET status = 'claimed', lease_token = $3, claimed_by = $4, \
-                     claimed_at = $5, lease_expires_at = $6, claim_count = claim_count + 1 \
-                     WHERE tenant_id = $1 AND id = $2",
-                )
-                .bind(tenant_id)
-                .bind(id)
-                .bind(claim.token)
-                .bind(claim.by)
-                .bind(claim.at)
-                .bind(claim.until),
-                &audit,
-            )
+            .change_one_with_audit(claim_update(tenant_id, id, claim), &audit)
             .await?;
         Ok(claimed.then_some(id))
     }

@@ -315,20 +315,7 @@ async fn rules_fire_past_their_thresholds_and_are_checked_scoped_and_isolated(ba
     );
 
     // A read-only key reads rules and alerts but changes neither.
-    let minted = api
-        .post(
-            "/v1/api-keys",
-            &json!({"name": "reader", "scopes": ["read"]}),
-        )
-        .await;
-    assert_eq!(minted.status, 201, "{minted:?}");
-    let reader = Api::new(
-        &ctx.server.base,
-        (
-            "x-api-key",
-            minted.body["key"].as_str().unwrap().to_string(),
-        ),
-    );
+    let reader = api.minted(&["read"]).await;
     assert_eq!(reader.get("/v1/alert-rules").await.status, 200);
     assert_eq!(reader.get("/v1/alerts").await.status, 200);
     let denied = reader

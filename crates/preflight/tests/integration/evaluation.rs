@@ -232,6 +232,19 @@ impl Api {
         self.send(Method::DELETE, path, None, &[]).await
     }
 
+    /// A new API key of this caller's tenant with `scopes`, as a client of its own.
+    pub(crate) async fn minted(&self, scopes: &[&str]) -> Api {
+        let r = self
+            .post(
+                "/v1/api-keys",
+                &json!({"name": format!("{} key", scopes.join("+")), "scopes": scopes}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{r:?}");
+        let key = r.body["key"].as_str().unwrap().to_string();
+        Api::new(&self.base, ("x-api-key", key))
+    }
+
     /// Evaluates one document and expects a decision.
     pub(crate) async fn evaluate(&self, body: &Value) -> Value {
         let r = self.post("/v1/evaluate", body).await;

@@ -379,20 +379,7 @@ async fn uncertain_answers_become_items_that_resolve_as_feedback(backend: Backen
     assert_eq!(count("review_item_resolved"), 3, "{actions:?}");
 
     // A read-only key reads the queue but moves nothing.
-    let minted = api
-        .post(
-            "/v1/api-keys",
-            &json!({"name": "reader", "scopes": ["read"]}),
-        )
-        .await;
-    assert_eq!(minted.status, 201, "{minted:?}");
-    let reader = Api::new(
-        &ctx.server.base,
-        (
-            "x-api-key",
-            minted.body["key"].as_str().unwrap().to_string(),
-        ),
-    );
+    let reader = api.minted(&["read"]).await;
     assert_eq!(reader.get("/v1/review-items").await.status, 200);
     let c = open[2]["id"].as_str().unwrap();
     for path in [

@@ -471,20 +471,7 @@ async fn suggestions_stay_within_the_tenant_and_bad_input_is_a_problem(backend: 
         .await;
     assert!(matches!(r.status.as_u16(), 400 | 422), "{r:?}");
     // A read-only key lists but cannot decide.
-    let minted = a
-        .post(
-            "/v1/api-keys",
-            &json!({"name": "reader", "scopes": ["read"]}),
-        )
-        .await;
-    assert_eq!(minted.status, 201, "{minted:?}");
-    let reader = Api::new(
-        &ctx.server.base,
-        (
-            "x-api-key",
-            minted.body["key"].as_str().unwrap().to_string(),
-        ),
-    );
+    let reader = a.minted(&["read"]).await;
     assert_eq!(reader.get(LIST).await.status, 200);
     let r = reader.post(&accept, &json!({"template_id": "inv"})).await;
     problem(&r, 403, "INSUFFICIENT_SCOPE", None);
