@@ -696,7 +696,6 @@ pub async fn record_feedback(
             template: updated_template.as_ref().map(|(t, rev)| (t, *rev)),
             calibration: calibration.as_ref(),
             idempotency: record.as_ref(),
-            review: review.clone(),
             ..FeedbackWrite::verdict(
                 tenant_id,
                 id,
@@ -704,7 +703,7 @@ pub async fn record_feedback(
                 outcome.as_str(),
                 &details,
                 Utc::now(),
-                "",
+                review.clone(),
             )
         };
         match state.store().apply_feedback(&write).await {

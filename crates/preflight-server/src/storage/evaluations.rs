@@ -175,7 +175,8 @@ pub struct FeedbackWrite<'a> {
 }
 
 impl<'a> FeedbackWrite<'a> {
-    /// A verdict alone: no template, calibration or key; the review item follows it.
+    /// A verdict alone: no template, calibration or key; `review` says how the
+    /// evaluation's review item moves with it.
     pub fn verdict(
         tenant_id: Uuid,
         evaluation_id: Uuid,
@@ -183,7 +184,7 @@ impl<'a> FeedbackWrite<'a> {
         outcome: &'a str,
         details: &'a serde_json::Value,
         at: DateTime<Utc>,
-        by: &'a str,
+        review: ReviewResolution<'a>,
     ) -> Self {
         FeedbackWrite {
             tenant_id,
@@ -195,7 +196,7 @@ impl<'a> FeedbackWrite<'a> {
             template: None,
             calibration: None,
             idempotency: None,
-            review: ReviewResolution::Follow { by },
+            review,
         }
     }
 }

@@ -293,6 +293,10 @@ fn write(evaluation: DecidedEvaluation, idempotency: Option<IdempotencyRecord>) 
     }
 }
 
+/// Feedback that the evaluation's review item follows, as `/feedback` sends it.
+const FOLLOW: super::review::ReviewResolution<'static> =
+    super::review::ReviewResolution::Follow { by: "test" };
+
 async fn audit_actions(store: &dyn Store, tenant_id: Uuid) -> Vec<String> {
     let filter = AuditFilter {
         limit: 100,
@@ -427,7 +431,7 @@ async fn a_taken_idempotency_key_is_reported_and_stores_nothing() {
                     "correct",
                     &serde_json::json!({}),
                     now(),
-                    "test",
+                    FOLLOW,
                 )
             })
             .await
@@ -542,7 +546,7 @@ async fn feedback_on_a_changed_evaluation_is_stale() {
                         "rejected",
                         &serde_json::json!({"note": "wrong"}),
                         now(),
-                        "test",
+                        FOLLOW,
                     ))
                     .await
             }
@@ -777,7 +781,7 @@ async fn the_upgrade_rolls_up_existing_evaluations_as_commits_do() {
                         outcome.as_str(),
                         &serde_json::json!({}),
                         now(),
-                        "test",
+                        FOLLOW,
                     )
                 })
                 .await
