@@ -1,9 +1,10 @@
 //! Analytics: how a tenant's extraction is doing, from rollups rather than raw rows.
 //!
-//! Every committed evaluation adds itself to an hourly rollup row (tenant × hour × template
-//! version × extractor) and to the hour's drift and reliability histograms; feedback adds
-//! to the hour's calibration rows (see `storage::analytics`). The routes read only those,
-//! so their cost grows with hours × templates × extractors, never with evaluations.
+//! Every committed evaluation adds itself to rollup rows per extractor and per template
+//! version and to drift and reliability histograms, each at an hour and a UTC-day grain;
+//! feedback adds to calibration rows (see `storage::analytics`). The routes read only
+//! those — day rows for a range's whole UTC days, hour rows for its edges — so their cost
+//! grows with days × extractors (or templates), never with evaluations.
 //!
 //! What that buys and costs, stated once so the API docs can repeat it:
 //! - Ranges are whole hours (whole `interval`s for the timeseries): `from_ts` is rounded
@@ -194,11 +195,7 @@ impl Range {
 
     /// The range as one bucket: the store sums every hour of it.
     fn whole(&self) -> BucketRange {
-        BucketRange {
-            size: self.to - self.from,
-            offset: -self.from,
-            ..self.buckets()
-        }
+        BucketRange::whole(self.from, self.to)
     }
 
     fn time(&self, t: i64) -> DateTime<Utc> {

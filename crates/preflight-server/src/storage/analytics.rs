@@ -1,13 +1,18 @@
 //! Rollups for analytics and the monthly usage counters, in storage.
 //!
-//! Analytics never scans evaluations: every commit adds its evaluations to hourly rollup
-//! rows (tenant × hour × template version × extractor), to sparse per-hour histograms of
-//! drift and reliability (percentiles), and bumps the tenant's usage counter for the month;
-//! feedback adds to per-hour calibration rows. All of it is additive upserts written once
-//! for both backends (`ON CONFLICT … DO UPDATE SET x = t.x + excluded.x`), keyed and
-//! ordered so concurrent commits lock rows in one order. What a row means — which bin,
-//! which period, what a plan allows — is decided by the domain (`domain::analytics`,
-//! `domain::usage`); this module only adds and sums.
+//! Analytics never scans evaluations. Every commit adds its evaluations to rollup rows at
+//! two grains — hour rows and UTC-day rows, written by the same statement — along one
+//! dimension each: per extractor (summary, timeseries, extractors), per template version
+//! (templates), and sparse histograms of drift and reliability (percentiles); feedback adds
+//! to calibration rows and a resolved review item to the review rows; the tenant's usage
+//! counter for the month is bumped. A read covers a range with day rows for its whole UTC
+//! days and hour rows for the rest ([`BucketRange::cover`]), so a 30-day answer sums tens of
+//! rows per dimension value instead of hundreds per hour, whatever the volume.
+//!
+//! All writes are additive upserts written once for both backends (`ON CONFLICT … DO
+//! UPDATE SET x = t.x + excluded.x`), keyed and ordered so concurrent commits lock rows in
+//! one order. What a row means — which bin, which period, what a plan allows — is decided by
+//! the domain (`domain::analytics`, `domain::usage`); this module only adds and sums.
 
 use std::collections::BTreeMap;
 
@@ -19,10 +24,10 @@ use super::audit::NewAuditEvent;
 use super::sql::{Arg, Query, Tx};
 use super::{SqlStore, StoreError};
 
-/// The identity of one rollup row within a tenant.
+/// Where one evaluation falls in the rollups: its hour, template version and extractor.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct RollupKey {
-    /// Unix seconds of the hour's start.
+    /// Unix seconds of the hour's start; the day row is derived from it.
     pub bucket_start: i64,
     /// `""` when the evaluation has no template.
     pub template_id: String,
@@ -218,6 +223,16 @@ pub struct TenantUsage {
 /// rule, handed to the commit so it can admit evaluations under the counter's lock.
 pub type QuotaRule = fn(plan: &str, limit_override: Option<i64>) -> Option<i64>;
 
+/// The two grains every rollup table holds, in seconds.
+pub const HOUR: i64 = 3_600;
+pub const DAY: i64 = 86_400;
+const GRAINS: [i64; 2] = [HOUR, DAY];
+
+/// The start of the `grain` bucket an hour falls in.
+fn bucket_of(hour: i64, grain: i64) -> i64 {
+    hour.div_euclid(grain) * grain
+}
+
 /// A time range of rollup buckets: `[from, to)` in unix seconds (hour-aligned), grouped in
 /// buckets of `size` seconds whose boundaries sit at `offset` seconds from UTC's.
 #[derive(Debug, Clone, Copy)]
@@ -228,27 +243,97 @@ pub struct BucketRange {
     pub offset: i64,
 }
 
+/// Which rows of a two-grain table cover a range: day rows for `[day_from, day_to)`, hour
+/// rows for the rest of `[from, to)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cover {
+    pub from: i64,
+    pub to: i64,
+    pub day_from: i64,
+    pub day_to: i64,
+}
+
 impl BucketRange {
     /// The SQL of a row's bucket start: floor to `size` in the shifted time, shifted back.
-    /// Placeholders `$2` (offset) and `$3` (size); `$1` is the tenant, `$4`/`$5` the range.
+    /// Placeholders `$2` (offset) and `$3` (size); `$1` is the tenant, `$4`–`$7` the cover.
     const BUCKET: &'static str = "((bucket_start + $2) / $3 * $3 - $2)";
 
-    fn query(&self, tenant_id: Uuid, sql: String) -> Query {
+    /// A range summed as one bucket.
+    pub fn whole(from: i64, to: i64) -> BucketRange {
+        BucketRange {
+            from,
+            to,
+            size: to - from,
+            offset: -from,
+        }
+    }
+
+    /// The rows that cover the range. Day rows serve its whole UTC days when no bucket
+    /// boundary falls inside a UTC day — buckets of whole UTC days, the range as one bucket,
+    /// or (`grouped` false) a query that sums the range without grouping it in time; hour
+    /// rows serve the rest, and all of it in a time zone whose days are not UTC's.
+    pub fn cover(&self, grouped: bool) -> Cover {
+        let day_from = self.from.div_euclid(DAY) * DAY + if self.from % DAY == 0 { 0 } else { DAY };
+        let day_to = self.to.div_euclid(DAY) * DAY;
+        let one_bucket = (self.from + self.offset).rem_euclid(self.size) == 0
+            && self.to - self.from <= self.size;
+        let whole_days = self.size % DAY == 0 && self.offset.rem_euclid(DAY) == 0;
+        if (!grouped || one_bucket || whole_days) && day_from < day_to {
+            Cover {
+                from: self.from,
+                to: self.to,
+                day_from,
+                day_to,
+            }
+        } else {
+            Cover {
+                from: self.from,
+                to: self.to,
+                day_from: self.to,
+                day_to: self.to,
+            }
+        }
+    }
+
+    /// A query grouped by bucket: `$1` tenant, `$2`/`$3` offset and size, `$4`–`$7` the cover.
+    fn grouped(&self, tenant_id: Uuid, sql: String) -> Query {
+        let c = self.cover(true);
         Query::new(sql)
             .bind(tenant_id)
             .bind(self.offset)
             .bind(self.size)
-            .bind(self.from)
-            .bind(self.to)
+            .bind(c.from)
+            .bind(c.to)
+            .bind(c.day_from)
+            .bind(c.day_to)
     }
 
-    /// A query over the whole range, ungrouped in time: `$1` tenant, `$2`/`$3` the range.
-    fn whole(&self, tenant_id: Uuid, sql: String) -> Query {
+    /// A query over the whole range, ungrouped in time: `$1` tenant, `$2`–`$5` the cover.
+    fn ungrouped(&self, tenant_id: Uuid, sql: String) -> Query {
+        let c = self.cover(false);
         Query::new(sql)
             .bind(tenant_id)
-            .bind(self.from)
-            .bind(self.to)
+            .bind(c.from)
+            .bind(c.to)
+            .bind(c.day_from)
+            .bind(c.day_to)
     }
+}
+
+/// The rows of a two-grain `table` that cover a range, as a subquery: `$1` is the tenant and
+/// `$p`…`$p+3` the [`Cover`]'s from, to, day_from and day_to. Three index ranges of the
+/// primary key (tenant, grain, bucket) rather than one predicate with ORs, so both planners
+/// read only the rows they sum.
+pub(crate) fn covering(table: &str, p: usize) -> String {
+    let (from, to, day_from, day_to) = (p, p + 1, p + 2, p + 3);
+    format!(
+        "(SELECT * FROM {table} WHERE tenant_id = $1 AND grain = {DAY} \
+         AND bucket_start >= ${day_from} AND bucket_start < ${day_to} \
+         UNION ALL SELECT * FROM {table} WHERE tenant_id = $1 AND grain = {HOUR} \
+         AND bucket_start >= ${from} AND bucket_start < ${day_from} \
+         UNION ALL SELECT * FROM {table} WHERE tenant_id = $1 AND grain = {HOUR} \
+         AND bucket_start >= ${day_to} AND bucket_start < ${to}) r"
+    )
 }
 
 #[async_trait]
@@ -311,14 +396,13 @@ impl AnalyticsStore for SqlStore {
         tenant_id: Uuid,
         range: BucketRange,
     ) -> Result<Vec<BucketTotals>, StoreError> {
-        let bucket = BucketRange::BUCKET;
         let sql = format!(
-            "SELECT {bucket} AS bucket, {} FROM evaluation_rollups \
-             WHERE tenant_id = $1 AND bucket_start >= $4 AND bucket_start < $5 \
-             GROUP BY 1 ORDER BY 1",
-            summed_totals()
+            "SELECT {} AS bucket, {} FROM {} GROUP BY 1 ORDER BY 1",
+            BucketRange::BUCKET,
+            summed_totals(),
+            covering("extractor_rollups", 4)
         );
-        self.db.fetch_all(range.query(tenant_id, sql)).await
+        self.db.fetch_all(range.grouped(tenant_id, sql)).await
     }
 
     async fn histogram_bins(
@@ -326,14 +410,13 @@ impl AnalyticsStore for SqlStore {
         tenant_id: Uuid,
         range: BucketRange,
     ) -> Result<Vec<(i64, i16, i16, i64)>, StoreError> {
-        let bucket = BucketRange::BUCKET;
         let sql = format!(
-            "SELECT {bucket} AS bucket, metric, bin, CAST(SUM(n) AS BIGINT) \
-             FROM evaluation_histograms \
-             WHERE tenant_id = $1 AND bucket_start >= $4 AND bucket_start < $5 \
-             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+            "SELECT {} AS bucket, metric, bin, CAST(SUM(n) AS BIGINT) FROM {} \
+             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+            BucketRange::BUCKET,
+            covering("score_histograms", 4)
         );
-        self.db.fetch_all(range.query(tenant_id, sql)).await
+        self.db.fetch_all(range.grouped(tenant_id, sql)).await
     }
 
     async fn totals_by_extractor(
@@ -343,13 +426,12 @@ impl AnalyticsStore for SqlStore {
     ) -> Result<Vec<ExtractorTotals>, StoreError> {
         let sql = format!(
             "SELECT extractor_vendor, extractor_model, extractor_version, \
-             MIN(bucket_start) AS first_bucket, MAX(bucket_start) AS last_bucket, {} \
-             FROM evaluation_rollups \
-             WHERE tenant_id = $1 AND bucket_start >= $2 AND bucket_start < $3 \
+             MIN(first_hour) AS first_bucket, MAX(last_hour) AS last_bucket, {} FROM {} \
              GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-            summed_totals()
+            summed_totals(),
+            covering("extractor_rollups", 2)
         );
-        self.db.fetch_all(range.whole(tenant_id, sql)).await
+        self.db.fetch_all(range.ungrouped(tenant_id, sql)).await
     }
 
     async fn totals_by_template(
@@ -358,13 +440,13 @@ impl AnalyticsStore for SqlStore {
         range: BucketRange,
     ) -> Result<Vec<TemplateTotals>, StoreError> {
         let sql = format!(
-            "SELECT template_id, template_version, template_version_id, MIN(bucket_start) AS first_bucket, MAX(bucket_start) AS last_bucket, {} \
-             FROM evaluation_rollups \
-             WHERE tenant_id = $1 AND bucket_start >= $2 AND bucket_start < $3 AND template_id <> '' \
+            "SELECT template_id, template_version, template_version_id, \
+             MIN(first_hour) AS first_bucket, MAX(last_hour) AS last_bucket, {} FROM {} \
              GROUP BY 1, 2, 3 ORDER BY 1, 2",
-            summed_totals()
+            summed_totals(),
+            covering("template_rollups", 2)
         );
-        self.db.fetch_all(range.whole(tenant_id, sql)).await
+        self.db.fetch_all(range.ungrouped(tenant_id, sql)).await
     }
 
     async fn change_point_counts(
@@ -399,11 +481,11 @@ impl AnalyticsStore for SqlStore {
              CAST(SUM(sum_reliability) AS DOUBLE PRECISION) AS sum_reliability, \
              CAST(SUM(sum_reliability_sq) AS DOUBLE PRECISION) AS sum_reliability_sq, \
              CAST(SUM(sum_reliability_correct) AS DOUBLE PRECISION) AS sum_reliability_correct \
-             FROM feedback_rollups \
-             WHERE tenant_id = $1 AND bucket_start >= $2 AND bucket_start < $3 \
-             GROUP BY 1, 2 ORDER BY 1, 2"
-            .to_string();
-        self.db.fetch_all(range.whole(tenant_id, sql)).await
+             FROM "
+            .to_string()
+            + &covering("calibration_rollups", 2)
+            + " GROUP BY 1, 2 ORDER BY 1, 2";
+        self.db.fetch_all(range.ungrouped(tenant_id, sql)).await
     }
 
     async fn tenant_usage(
@@ -443,82 +525,192 @@ impl AnalyticsStore for SqlStore {
     }
 }
 
-/// Adds the rollup entries of a commit's stored evaluations: one row per key and one
-/// histogram row per bin, summed first (an upsert may touch a row once per statement) and
-/// written in key order (so concurrent commits lock in one order).
+/// Rollup rows of one table to upsert: the key's values, the values set only on insert,
+/// and the first/last hour and totals to merge.
+struct SpanRow {
+    key: Vec<Arg>,
+    fixed: Vec<Arg>,
+    first_hour: i64,
+    last_hour: i64,
+    totals: Totals,
+}
+
+impl SpanRow {
+    fn merge(&mut self, hour: i64, totals: &Totals) {
+        self.first_hour = self.first_hour.min(hour);
+        self.last_hour = self.last_hour.max(hour);
+        self.totals.add(totals);
+    }
+}
+
+/// Upserts span rows: totals added, first/last hour widened (`CASE`, which both dialects
+/// share, where PostgreSQL's `LEAST` and SQLite's two-argument `MIN` differ).
+async fn upsert_spans(
+    tx: &mut Tx,
+    table: &str,
+    key_columns: &[&str],
+    fixed_columns: &[&str],
+    rows: Vec<SpanRow>,
+) -> Result<(), StoreError> {
+    let keys = key_columns.join(", ");
+    let columns = key_columns
+        .iter()
+        .chain(fixed_columns)
+        .chain(&["first_hour", "last_hour"])
+        .chain(TOTAL_COLUMNS.iter())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    let updates = TOTAL_COLUMNS
+        .iter()
+        .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
+        .chain([
+            format!(
+                "first_hour = CASE WHEN excluded.first_hour < {table}.first_hour \
+                 THEN excluded.first_hour ELSE {table}.first_hour END"
+            ),
+            format!(
+                "last_hour = CASE WHEN excluded.last_hour > {table}.last_hour \
+                 THEN excluded.last_hour ELSE {table}.last_hour END"
+            ),
+        ])
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<SpanRow> = rows.by_ref().take(ROLLUP_CHUNK).collect();
+        let insert = Query::new(format!("INSERT INTO {table} ({columns}) VALUES "))
+            .push_tuples(chunk.into_iter().map(|r| {
+                let mut args = r.key;
+                args.extend(r.fixed);
+                args.extend([Arg::I64(r.first_hour), Arg::I64(r.last_hour)]);
+                args.extend(r.totals.args());
+                args
+            }))
+            .push(&format!(" ON CONFLICT ({keys}) DO UPDATE SET {updates}"));
+        tx.execute(insert).await?;
+    }
+    Ok(())
+}
+
+/// Adds the rollup entries of a commit's stored evaluations to the hour and day rows of
+/// every rollup table: one row per key, summed first (an upsert may touch a row once per
+/// statement) and written in key order (so concurrent commits lock in one order).
 pub(crate) async fn add_rollups<'a>(
     tx: &mut Tx,
     entries: impl Iterator<Item = (Uuid, &'a RollupEntry)>,
 ) -> Result<(), StoreError> {
-    let mut rows: BTreeMap<(Uuid, &RollupKey), (Option<Uuid>, Totals)> = BTreeMap::new();
-    let mut bins: BTreeMap<(Uuid, i64, i16, i16), i64> = BTreeMap::new();
+    type ExtractorKey<'k> = (Uuid, i64, i64, &'k str, &'k str, &'k str);
+    type TemplateKey<'k> = (Uuid, i64, i64, &'k str, i64);
+    let mut extractors: BTreeMap<ExtractorKey, SpanRow> = BTreeMap::new();
+    let mut templates: BTreeMap<TemplateKey, SpanRow> = BTreeMap::new();
+    let mut bins: BTreeMap<(Uuid, i64, i64, i16, i16), i64> = BTreeMap::new();
+    let span = |key: Vec<Arg>, fixed: Vec<Arg>, hour: i64| SpanRow {
+        key,
+        fixed,
+        first_hour: hour,
+        last_hour: hour,
+        totals: Totals::default(),
+    };
     for (tenant_id, e) in entries {
-        let row = rows
-            .entry((tenant_id, &e.key))
-            .or_insert_with(|| (e.template_version_id, Totals::default()));
-        row.1.add(&e.totals);
-        for (metric, bin) in [
-            (DRIFT_METRIC, e.drift_bin),
-            (RELIABILITY_METRIC, e.reliability_bin),
-        ] {
-            *bins
-                .entry((tenant_id, e.key.bucket_start, metric, bin))
-                .or_default() += e.totals.evaluations;
+        let k = &e.key;
+        let hour = k.bucket_start;
+        for grain in GRAINS {
+            let bucket = bucket_of(hour, grain);
+            let head = || vec![Arg::Uuid(tenant_id), Arg::I64(grain), Arg::I64(bucket)];
+            extractors
+                .entry((
+                    tenant_id,
+                    grain,
+                    bucket,
+                    &k.extractor_vendor,
+                    &k.extractor_model,
+                    &k.extractor_version,
+                ))
+                .or_insert_with(|| {
+                    let mut key = head();
+                    key.extend([
+                        (&k.extractor_vendor).into(),
+                        (&k.extractor_model).into(),
+                        (&k.extractor_version).into(),
+                    ]);
+                    span(key, Vec::new(), hour)
+                })
+                .merge(hour, &e.totals);
+            if !k.template_id.is_empty() {
+                templates
+                    .entry((tenant_id, grain, bucket, &k.template_id, k.template_version))
+                    .or_insert_with(|| {
+                        let mut key = head();
+                        key.extend([(&k.template_id).into(), Arg::I64(k.template_version)]);
+                        span(key, vec![e.template_version_id.into()], hour)
+                    })
+                    .merge(hour, &e.totals);
+            }
+            for (metric, bin) in [
+                (DRIFT_METRIC, e.drift_bin),
+                (RELIABILITY_METRIC, e.reliability_bin),
+            ] {
+                *bins
+                    .entry((tenant_id, grain, bucket, metric, bin))
+                    .or_default() += e.totals.evaluations;
+            }
         }
     }
-    if rows.is_empty() {
+    if extractors.is_empty() {
         return Ok(());
     }
-    let rows: Vec<_> = rows.into_iter().collect();
-    let updates = TOTAL_COLUMNS
-        .iter()
-        .map(|c| format!("{c} = evaluation_rollups.{c} + excluded.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    for chunk in rows.chunks(ROLLUP_CHUNK) {
-        let insert = Query::new(format!(
-            "INSERT INTO evaluation_rollups (tenant_id, bucket_start, template_id, \
-             template_version, extractor_vendor, extractor_model, extractor_version, \
-             template_version_id, {}) VALUES ",
-            TOTAL_COLUMNS.join(", ")
-        ))
-        .push_tuples(chunk.iter().map(|((tenant_id, k), (tv, totals))| {
-            let mut args = vec![
-                Arg::Uuid(*tenant_id),
-                Arg::I64(k.bucket_start),
-                (&k.template_id).into(),
-                Arg::I64(k.template_version),
-                (&k.extractor_vendor).into(),
-                (&k.extractor_model).into(),
-                (&k.extractor_version).into(),
-                (*tv).into(),
-            ];
-            args.extend(totals.args());
-            args
-        }))
-        .push(&format!(
-            " ON CONFLICT (tenant_id, bucket_start, template_id, template_version, \
-             extractor_vendor, extractor_model, extractor_version) DO UPDATE SET {updates}"
-        ));
-        tx.execute(insert).await?;
-    }
+    upsert_spans(
+        tx,
+        "extractor_rollups",
+        &[
+            "tenant_id",
+            "grain",
+            "bucket_start",
+            "extractor_vendor",
+            "extractor_model",
+            "extractor_version",
+        ],
+        &[],
+        extractors.into_values().collect(),
+    )
+    .await?;
+    upsert_spans(
+        tx,
+        "template_rollups",
+        &[
+            "tenant_id",
+            "grain",
+            "bucket_start",
+            "template_id",
+            "template_version",
+        ],
+        &["template_version_id"],
+        templates.into_values().collect(),
+    )
+    .await?;
     let bins: Vec<_> = bins.into_iter().collect();
     for chunk in bins.chunks(ROLLUP_CHUNK * 4) {
         let insert = Query::new(
-            "INSERT INTO evaluation_histograms (tenant_id, bucket_start, metric, bin, n) VALUES ",
+            "INSERT INTO score_histograms (tenant_id, grain, bucket_start, metric, bin, n) VALUES ",
         )
-        .push_tuples(chunk.iter().map(|((tenant_id, bucket, metric, bin), n)| {
-            [
-                Arg::Uuid(*tenant_id),
-                Arg::I64(*bucket),
-                Arg::I32(i32::from(*metric)),
-                Arg::I32(i32::from(*bin)),
-                Arg::I64(*n),
-            ]
-        }))
+        .push_tuples(
+            chunk
+                .iter()
+                .map(|((tenant_id, grain, bucket, metric, bin), n)| {
+                    [
+                        Arg::Uuid(*tenant_id),
+                        Arg::I64(*grain),
+                        Arg::I64(*bucket),
+                        Arg::I32(i32::from(*metric)),
+                        Arg::I32(i32::from(*bin)),
+                        Arg::I64(*n),
+                    ]
+                }),
+        )
         .push(
-            " ON CONFLICT (tenant_id, bucket_start, metric, bin) \
-             DO UPDATE SET n = evaluation_histograms.n + excluded.n",
+            " ON CONFLICT (tenant_id, grain, bucket_start, metric, bin) \
+             DO UPDATE SET n = score_histograms.n + excluded.n",
         );
         tx.execute(insert).await?;
     }
@@ -528,41 +720,90 @@ pub(crate) async fn add_rollups<'a>(
 /// Rollup rows per multi-row upsert (20 parameters a row).
 const ROLLUP_CHUNK: usize = 64;
 
-/// Adds one feedback change to its hour's calibration row.
+/// Adds one feedback change to its evaluated hour's and day's calibration rows.
 pub(crate) async fn add_feedback(
     tx: &mut Tx,
     tenant_id: Uuid,
     d: &FeedbackDelta,
 ) -> Result<(), StoreError> {
     let t = &d.delta;
-    tx.execute(
-        Query::new(
-            "INSERT INTO feedback_rollups (tenant_id, bucket_start, decision, reliability_bin, \
-             n, correct, corrected, rejected, sum_reliability, sum_reliability_sq, \
-             sum_reliability_correct) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-             ON CONFLICT (tenant_id, bucket_start, decision, reliability_bin) DO UPDATE SET \
-             n = feedback_rollups.n + excluded.n, \
-             correct = feedback_rollups.correct + excluded.correct, \
-             corrected = feedback_rollups.corrected + excluded.corrected, \
-             rejected = feedback_rollups.rejected + excluded.rejected, \
-             sum_reliability = feedback_rollups.sum_reliability + excluded.sum_reliability, \
-             sum_reliability_sq = feedback_rollups.sum_reliability_sq + excluded.sum_reliability_sq, \
-             sum_reliability_correct = \
-                 feedback_rollups.sum_reliability_correct + excluded.sum_reliability_correct",
-        )
-        .bind(tenant_id)
-        .bind(d.bucket_start)
-        .bind(d.decision.as_str())
-        .bind(i32::from(d.reliability_bin))
-        .bind(t.n)
-        .bind(t.correct)
-        .bind(t.corrected)
-        .bind(t.rejected)
-        .bind(t.sum_reliability)
-        .bind(t.sum_reliability_sq)
-        .bind(t.sum_reliability_correct),
+    let insert = Query::new(
+        "INSERT INTO calibration_rollups (tenant_id, grain, bucket_start, decision, \
+         reliability_bin, n, correct, corrected, rejected, sum_reliability, sum_reliability_sq, \
+         sum_reliability_correct) VALUES ",
     )
-    .await?;
+    .push_tuples(GRAINS.map(|grain| {
+        [
+            Arg::Uuid(tenant_id),
+            Arg::I64(grain),
+            Arg::I64(bucket_of(d.bucket_start, grain)),
+            d.decision.as_str().into(),
+            Arg::I32(i32::from(d.reliability_bin)),
+            Arg::I64(t.n),
+            Arg::I64(t.correct),
+            Arg::I64(t.corrected),
+            Arg::I64(t.rejected),
+            Arg::F64(t.sum_reliability),
+            Arg::F64(t.sum_reliability_sq),
+            Arg::F64(t.sum_reliability_correct),
+        ]
+    }))
+    .push(
+        " ON CONFLICT (tenant_id, grain, bucket_start, decision, reliability_bin) DO UPDATE SET \
+         n = calibration_rollups.n + excluded.n, \
+         correct = calibration_rollups.correct + excluded.correct, \
+         corrected = calibration_rollups.corrected + excluded.corrected, \
+         rejected = calibration_rollups.rejected + excluded.rejected, \
+         sum_reliability = calibration_rollups.sum_reliability + excluded.sum_reliability, \
+         sum_reliability_sq = calibration_rollups.sum_reliability_sq + excluded.sum_reliability_sq, \
+         sum_reliability_correct = \
+             calibration_rollups.sum_reliability_correct + excluded.sum_reliability_correct",
+    );
+    tx.execute(insert).await?;
+    Ok(())
+}
+
+/// Adds one resolved review item to its resolved hour's and day's review rows, with the
+/// time from the item's creation in whole milliseconds.
+pub(crate) async fn add_review_resolution(
+    tx: &mut Tx,
+    tenant_id: Uuid,
+    resolved_at: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let hour = resolved_at.timestamp().div_euclid(HOUR) * HOUR;
+    // Each instant rounded to the millisecond, then subtracted: what SQLite's date
+    // functions (millisecond precision) and so both backfills compute.
+    let millis = |t: DateTime<Utc>| {
+        let nanos =
+            i128::from(t.timestamp()) * 1_000_000_000 + i128::from(t.timestamp_subsec_nanos());
+        (nanos + 500_000).div_euclid(1_000_000)
+    };
+    let seconds = (millis(resolved_at) - millis(created_at)) as f64 / 1000.0;
+    let insert = Query::new(
+        "INSERT INTO review_rollups (tenant_id, grain, bucket_start, resolved, \
+         sum_resolution_seconds, max_resolution_seconds) VALUES ",
+    )
+    .push_tuples(GRAINS.map(|grain| {
+        [
+            Arg::Uuid(tenant_id),
+            Arg::I64(grain),
+            Arg::I64(bucket_of(hour, grain)),
+            Arg::I64(1),
+            Arg::F64(seconds),
+            Arg::F64(seconds),
+        ]
+    }))
+    .push(
+        " ON CONFLICT (tenant_id, grain, bucket_start) DO UPDATE SET \
+         resolved = review_rollups.resolved + excluded.resolved, \
+         sum_resolution_seconds = \
+             review_rollups.sum_resolution_seconds + excluded.sum_resolution_seconds, \
+         max_resolution_seconds = CASE \
+             WHEN excluded.max_resolution_seconds > review_rollups.max_resolution_seconds \
+             THEN excluded.max_resolution_seconds ELSE review_rollups.max_resolution_seconds END",
+    );
+    tx.execute(insert).await?;
     Ok(())
 }
 

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::analytics::{add_review_resolution, covering, BucketRange};
 use super::audit::NewAuditEvent;
 use super::evaluations::DecidedEvaluation;
 use super::sql::{Arg, Query, Tx};
@@ -220,6 +221,7 @@ pub trait ReviewStore: Send + Sync {
         tenant_id: Uuid,
         now: DateTime<Utc>,
     ) -> Result<QueueStats, StoreError>;
+    /// Items resolved in `[from, to)` (whole hours: read from the review rollups).
     async fn resolved_review_stats(
         &self,
         tenant_id: Uuid,
@@ -321,20 +323,37 @@ pub(crate) async fn resolve_in(
 ) -> Result<(), StoreError> {
     match review {
         ReviewResolution::Follow { by } => {
+            // A changed verdict on a resolved item only changes its outcome; the first one
+            // resolves it, and only that counts in the review rollups.
             tx.execute(
                 Query::new(
-                    "UPDATE review_items SET outcome = $3, status = 'resolved', \
-                     resolved_at = COALESCE(resolved_at, $4), resolved_by = COALESCE(resolved_by, $5), \
-                     lease_token = NULL, lease_expires_at = NULL \
-                     WHERE tenant_id = $1 AND evaluation_id = $2",
+                    "UPDATE review_items SET outcome = $3 \
+                     WHERE tenant_id = $1 AND evaluation_id = $2 AND status = 'resolved'",
                 )
                 .bind(tenant_id)
                 .bind(evaluation_id)
-                .bind(outcome)
-                .bind(at)
-                .bind(*by),
+                .bind(outcome),
             )
             .await?;
+            let resolved: Vec<(DateTime<Utc>, DateTime<Utc>)> = tx
+                .fetch_all(
+                    Query::new(
+                        "UPDATE review_items SET outcome = $3, status = 'resolved', \
+                         resolved_at = $4, resolved_by = $5, lease_token = NULL, \
+                         lease_expires_at = NULL \
+                         WHERE tenant_id = $1 AND evaluation_id = $2 AND status <> 'resolved' \
+                         RETURNING created_at, resolved_at",
+                    )
+                    .bind(tenant_id)
+                    .bind(evaluation_id)
+                    .bind(outcome)
+                    .bind(at)
+                    .bind(*by),
+                )
+                .await?;
+            for (created_at, resolved_at) in resolved {
+                add_review_resolution(tx, tenant_id, resolved_at, created_at).await?;
+            }
         }
         ReviewResolution::Item {
             id,
@@ -342,14 +361,15 @@ pub(crate) async fn resolve_in(
             by,
             audit,
         } => {
-            let changed = tx
-                .execute(
+            let resolved: Vec<(DateTime<Utc>, DateTime<Utc>)> = tx
+                .fetch_all(
                     Query::new(
                         "UPDATE review_items SET outcome = $4, status = 'resolved', resolved_at = $5, \
                          resolved_by = $6, lease_token = NULL, lease_expires_at = NULL \
                          WHERE tenant_id = $1 AND id = $2 AND evaluation_id = $3 \
                          AND (status = 'open' OR (status = 'claimed' \
-                              AND (lease_expires_at <= $5 OR lease_token = $7)))",
+                              AND (lease_expires_at <= $5 OR lease_token = $7))) \
+                         RETURNING created_at, resolved_at",
                     )
                     .bind(tenant_id)
                     .bind(*id)
@@ -360,9 +380,10 @@ pub(crate) async fn resolve_in(
                     .bind(*lease_token),
                 )
                 .await?;
-            if changed != 1 {
+            let [(created_at, resolved_at)] = resolved[..] else {
                 return Err(StoreError::Conflict("review item"));
-            }
+            };
+            add_review_resolution(tx, tenant_id, resolved_at, created_at).await?;
             tx.execute(super::audit::insert(audit)).await?;
         }
     }
@@ -533,22 +554,25 @@ impl ReviewStore for SqlStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<ResolvedStats, StoreError> {
-        let seconds = self
-            .db
-            .backend()
-            .seconds_between("created_at", "resolved_at");
+        let range = BucketRange::whole(from.timestamp(), to.timestamp());
+        let sql = format!(
+            "SELECT CAST(COALESCE(SUM(resolved), 0) AS BIGINT) AS resolved, \
+             CAST(COALESCE(SUM(sum_resolution_seconds), 0.0) AS DOUBLE PRECISION) \
+                 AS sum_resolution_seconds, \
+             CAST(COALESCE(MAX(max_resolution_seconds), 0.0) AS DOUBLE PRECISION) \
+                 AS max_resolution_seconds \
+             FROM {}",
+            covering("review_rollups", 2)
+        );
+        let c = range.cover(false);
         self.db
             .fetch_one(
-                Query::new(format!(
-                    "SELECT COUNT(*) AS resolved, \
-                     COALESCE(SUM({seconds}), 0.0) AS sum_resolution_seconds, \
-                     COALESCE(MAX({seconds}), 0.0) AS max_resolution_seconds \
-                     FROM review_items WHERE tenant_id = $1 AND status = 'resolved' \
-                     AND resolved_at >= $2 AND resolved_at < $3"
-                ))
-                .bind(tenant_id)
-                .bind(from)
-                .bind(to),
+                Query::new(sql)
+                    .bind(tenant_id)
+                    .bind(c.from)
+                    .bind(c.to)
+                    .bind(c.day_from)
+                    .bind(c.day_to),
             )
             .await
     }

@@ -697,23 +697,35 @@ async fn raw_store(postgres: bool) -> (super::SqlStore, Cleanup) {
 }
 
 /// The statements of migration 0008 that roll up existing evaluations (its INSERTs).
+/// The statements that roll up existing rows on upgrade: 0008's usage counters and
+/// 0011's two-grain rollups.
 fn backfill_statements(backend: super::Backend) -> Vec<String> {
-    let file = match backend {
-        super::Backend::Postgres => {
-            include_str!("../../migrations/postgres/0008_usage_and_analytics.sql")
-        }
-        super::Backend::Sqlite => {
-            include_str!("../../migrations/sqlite/0008_usage_and_analytics.sql")
-        }
+    let (usage, rollups) = match backend {
+        super::Backend::Postgres => (
+            include_str!("../../migrations/postgres/0008_usage_and_analytics.sql"),
+            include_str!("../../migrations/postgres/0011_two_grain_rollups.sql"),
+        ),
+        super::Backend::Sqlite => (
+            include_str!("../../migrations/sqlite/0008_usage_and_analytics.sql"),
+            include_str!("../../migrations/sqlite/0011_two_grain_rollups.sql"),
+        ),
     };
-    let from = file
+    let usage = &usage[usage
         .find("INSERT INTO usage_counters")
-        .expect("backfill in 0008");
-    file[from..]
-        .split(';')
-        .map(str::trim)
+        .expect("backfill in 0008")..];
+    let usage = &usage[..=usage.find(';').expect("one statement")];
+    let rollups = &rollups[rollups.find("-- Backfill:").expect("backfill in 0011")..];
+    [usage, rollups]
+        .iter()
+        .flat_map(|sql| sql.split(';'))
+        .map(|s| {
+            s.lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
-        .map(str::to_string)
         .collect()
 }
 
@@ -756,6 +768,11 @@ async fn the_upgrade_rolls_up_existing_evaluations_as_commits_do() {
             };
             let mut w = write(e.clone(), None);
             w.extractor.version = version.into();
+            w.review = crate::domain::review::item_for(
+                &e,
+                preflight_engine::Decision::parse(d).unwrap(),
+                0.0,
+            );
             w.rollup = rollup_entry(&e, &w.extractor, &metadata);
             writes.push(w);
             decided.push(e);
@@ -787,25 +804,32 @@ async fn the_upgrade_rolls_up_existing_evaluations_as_commits_do() {
                 .await
                 .unwrap();
         }
+        let spans = |mut keys: Vec<&'static str>| {
+            keys.extend(["first_hour", "last_hour"]);
+            keys.extend(super::analytics::TOTAL_COLUMNS);
+            keys
+        };
         let tables = [
             ("usage_counters", "tenant_id, period", vec!["used"]),
             (
-                "evaluation_rollups",
-                "tenant_id, bucket_start, template_id, template_version, extractor_vendor, \
-                 extractor_model, extractor_version",
-                super::analytics::TOTAL_COLUMNS
-                    .into_iter()
-                    .chain(["template_version_id"])
-                    .collect(),
+                "extractor_rollups",
+                "tenant_id, grain, bucket_start, extractor_vendor, extractor_model, \
+                 extractor_version",
+                spans(vec![]),
             ),
             (
-                "evaluation_histograms",
-                "tenant_id, bucket_start, metric, bin",
+                "template_rollups",
+                "tenant_id, grain, bucket_start, template_id, template_version",
+                spans(vec!["template_version_id"]),
+            ),
+            (
+                "score_histograms",
+                "tenant_id, grain, bucket_start, metric, bin",
                 vec!["n"],
             ),
             (
-                "feedback_rollups",
-                "tenant_id, bucket_start, decision, reliability_bin",
+                "calibration_rollups",
+                "tenant_id, grain, bucket_start, decision, reliability_bin",
                 vec![
                     "n",
                     "correct",
@@ -814,6 +838,15 @@ async fn the_upgrade_rolls_up_existing_evaluations_as_commits_do() {
                     "sum_reliability",
                     "sum_reliability_sq",
                     "sum_reliability_correct",
+                ],
+            ),
+            (
+                "review_rollups",
+                "tenant_id, grain, bucket_start",
+                vec![
+                    "resolved",
+                    "sum_resolution_seconds",
+                    "max_resolution_seconds",
                 ],
             ),
         ];
@@ -873,6 +906,169 @@ async fn the_upgrade_rolls_up_existing_evaluations_as_commits_do() {
                 (seen, seen),
                 "{table} on {}",
                 raw.db.backend().name()
+            );
+        }
+        raw.close().await;
+        TestDb {
+            store: self::sqlite().await.store,
+            cleanup,
+        }
+        .remove()
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn ranges_sum_day_rows_and_hour_rows_to_what_the_evaluations_hold() {
+    use super::analytics::{AnalyticsStore, BucketRange, DAY, HOUR};
+    use crate::domain::analytics::rollup_entry;
+    // Evaluations over three UTC days (and a day away), at hours that put some in every
+    // kind of edge: a range's partial first and last day, a time zone's day boundary.
+    let day0 = 1_780_000_000_i64.div_euclid(DAY) * DAY;
+    let hours = [5, 23, 24, 36, 36, 47, 51, 73, 96 + 20];
+    for postgres in [false, true] {
+        let (raw, cleanup) = raw_store(postgres).await;
+        let store: &dyn Store = &raw;
+        let t = new_tenant(store).await;
+        let mut seen = Vec::new();
+        let mut writes = Vec::new();
+        for (i, h) in hours.iter().enumerate() {
+            let mut e = evaluation(t.id);
+            e.created_at = DateTime::from_timestamp(day0 + h * HOUR + 60 * i as i64, 0).unwrap();
+            e.decision = if i % 3 == 0 { "NEW" } else { "MATCH" }.into();
+            e.drift_score = 0.05 * i as f64;
+            e.reliability_score = 1.0 - 0.1 * i as f64;
+            if i % 3 != 0 {
+                e.template_id = Some(format!("tpl-{}", i % 2));
+                e.template_version = Some(1);
+                e.template_version_id = Some(Uuid::from_u128(i as u128 % 2 + 1));
+            }
+            e.extractor_vendor = if i % 2 == 0 { "aws" } else { "azure" }.into();
+            let mut w = write(e.clone(), None);
+            let metadata = preflight_engine::ExtractorMetadata {
+                vendor: e.extractor_vendor.clone(),
+                model: "model".into(),
+                version: "1".into(),
+                confidence: 0.9,
+                latency_ms: 100.0,
+                cost_usd: None,
+            };
+            w.rollup = rollup_entry(&e, &w.extractor, &metadata);
+            seen.push(e);
+            writes.push(w);
+        }
+        // Two commits, so upserts merge into existing hour and day rows.
+        let rest = writes.split_off(4);
+        store.commit_evaluations(&writes).await.unwrap();
+        store.commit_evaluations(&rest).await.unwrap();
+
+        let ranges = [
+            // Whole days in UTC, by day: day rows only.
+            BucketRange {
+                from: day0,
+                to: day0 + 3 * DAY,
+                size: DAY,
+                offset: 0,
+            },
+            // Hour edges around whole days, summed as one bucket.
+            BucketRange::whole(day0 + 6 * HOUR, day0 + 2 * DAY + 4 * HOUR),
+            // Days of UTC+05:00: no UTC day fits in a bucket, hour rows only.
+            BucketRange {
+                from: day0 - 5 * HOUR,
+                to: day0 + 3 * DAY - 5 * HOUR,
+                size: DAY,
+                offset: 5 * HOUR,
+            },
+            // Hour buckets over whole days: hour rows only.
+            BucketRange {
+                from: day0,
+                to: day0 + 2 * DAY,
+                size: HOUR,
+                offset: 0,
+            },
+            // Less than a day: hour rows only.
+            BucketRange::whole(day0 + 20 * HOUR, day0 + 30 * HOUR),
+        ];
+        for r in ranges {
+            let inside: Vec<_> = seen
+                .iter()
+                .filter(|e| (r.from..r.to).contains(&e.created_at.timestamp()))
+                .collect();
+            let bucket = |e: &DecidedEvaluation| {
+                (e.created_at.timestamp().div_euclid(HOUR) * HOUR + r.offset).div_euclid(r.size)
+                    * r.size
+                    - r.offset
+            };
+            let mut expected: std::collections::BTreeMap<i64, (i64, f64)> = Default::default();
+            for e in &inside {
+                let b = expected.entry(bucket(e)).or_default();
+                b.0 += 1;
+                b.1 += e.drift_score;
+            }
+            let got: Vec<(i64, i64, f64)> = store
+                .totals_by_bucket(t.id, r)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|b| (b.bucket, b.totals.evaluations, b.totals.sum_drift))
+                .collect();
+            assert_eq!(got.len(), expected.len(), "{r:?}: {got:?} vs {expected:?}");
+            for ((b, n, drift), (eb, (en, edrift))) in got.iter().zip(&expected) {
+                assert_eq!((b, n), (eb, en), "{r:?}");
+                assert!((drift - edrift).abs() < 1e-9, "{r:?}");
+            }
+            let mut bins: std::collections::BTreeMap<(i64, i16), i64> = Default::default();
+            for (b, metric, _, n) in store.histogram_bins(t.id, r).await.unwrap() {
+                *bins.entry((b, metric)).or_default() += n;
+            }
+            for (b, (n, _)) in &expected {
+                assert_eq!(bins.get(&(*b, 0)), Some(n), "{r:?} drift bins of {b}");
+                assert_eq!(bins.get(&(*b, 1)), Some(n), "{r:?} reliability bins of {b}");
+            }
+            assert_eq!(bins.len(), expected.len() * 2, "{r:?}");
+
+            let hour = |e: &&DecidedEvaluation| e.created_at.timestamp().div_euclid(HOUR) * HOUR;
+            for x in store.totals_by_extractor(t.id, r).await.unwrap() {
+                let mine: Vec<_> = inside
+                    .iter()
+                    .filter(|e| e.extractor_vendor == x.extractor_vendor)
+                    .collect();
+                assert_eq!(x.totals.evaluations, mine.len() as i64, "{r:?}");
+                assert_eq!(
+                    x.first_bucket,
+                    mine.iter().map(|e| hour(e)).min().unwrap(),
+                    "{r:?}"
+                );
+                assert_eq!(
+                    x.last_bucket,
+                    mine.iter().map(|e| hour(e)).max().unwrap(),
+                    "{r:?}"
+                );
+            }
+            let templates = store.totals_by_template(t.id, r).await.unwrap();
+            for x in &templates {
+                let mine: Vec<_> = inside
+                    .iter()
+                    .filter(|e| e.template_id.as_deref() == Some(x.template_id.as_str()))
+                    .collect();
+                assert_eq!(x.totals.evaluations, mine.len() as i64, "{r:?}");
+                assert_eq!(x.template_version_id, mine[0].template_version_id);
+                assert_eq!(
+                    x.first_bucket,
+                    mine.iter().map(|e| hour(e)).min().unwrap(),
+                    "{r:?}"
+                );
+                assert_eq!(
+                    x.last_bucket,
+                    mine.iter().map(|e| hour(e)).max().unwrap(),
+                    "{r:?}"
+                );
+            }
+            let with_template = inside.iter().filter(|e| e.template_id.is_some()).count();
+            assert_eq!(
+                templates.iter().map(|x| x.totals.evaluations).sum::<i64>(),
+                with_template as i64,
+                "{r:?}"
             );
         }
         raw.close().await;
