@@ -6,7 +6,8 @@ only. The package shares the Rust adapters and engine of the ``preflight`` binar
 * :func:`features` — an extractor's output (path, bytes, dict, SDK object) → structural
   features, exactly as ``preflight features`` computes them; nothing leaves the process;
 * :class:`Client` / :class:`AsyncClient` — the HTTP API (evaluate, batch, templates,
-  history, feedback, drift) with retries, idempotency keys and typed answers;
+  history, feedback, drift, alerts, the review queue, template suggestions, analytics and
+  usage) with retries, idempotency keys and typed answers;
 * :func:`check` — ``pf.check(textract_response).should_review`` in three lines;
 * :class:`Engine` — offline decisions on exported templates, equal to the server's.
 
@@ -35,17 +36,27 @@ from ._errors import (
 )
 from ._features import PageSize, features
 from ._models import (
+    AcceptedSuggestion,
+    Aggregate,
     Alert,
     AlertPage,
     AlertRecord,
     AlertRule,
     AlertRuleList,
+    AnalyticsSummary,
+    AutomatedPrecision,
     BatchItem,
     BatchResult,
     BoundingBox,
+    BulkResolution,
+    BulkResolutionItem,
+    BulkResolveItem,
+    Calibration,
     Candidate,
     ChangePoint,
+    ClaimedReviewItem,
     CorrectionRule,
+    DecisionBreakdown,
     DetectorState,
     DriftBucket,
     DriftComponent,
@@ -54,16 +65,34 @@ from ._models import (
     EvaluationPage,
     EvaluationRecord,
     ExtractorMetadata,
+    ExtractorStats,
+    ExtractorsReport,
     Features,
     Feedback,
+    LayoutSummary,
     OfflineEvaluation,
+    OpenByAge,
     OutcomeStats,
     Problem,
     ProblemFieldError,
     Reason,
+    ReliabilityBand,
+    ResolvedReviewItem,
+    ReviewItem,
+    ReviewPage,
+    ReviewQueueSummary,
     StructuralFeatures,
+    SuggestionDecision,
+    SuggestionRepresentative,
     Template,
     TemplatePage,
+    TemplateStats,
+    TemplateSuggestion,
+    TemplateSuggestionList,
+    TemplatesReport,
+    Timeseries,
+    TimeseriesBucket,
+    Usage,
 )
 from ._client import DEFAULT_URL, EXPORT_FORMAT, EXPORT_VERSION, AsyncClient, Client
 from ._check import check, configure, default_client

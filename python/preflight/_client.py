@@ -4,9 +4,12 @@ Both clients share every request's construction (:class:`_Call`) and differ only
 they send and wait. Behaviour, identical for both:
 
 * ``X-API-Key`` authentication; ``User-Agent: preflight-python/<version>``.
-* Every POST carries an ``Idempotency-Key`` (generated per call unless given; all attempts
-  of one call reuse it), so a retry after a lost answer returns the first answer and the
-  server stores nothing twice.
+* Every POST to a route that takes an ``Idempotency-Key`` (evaluate, batch, templates,
+  exemplars, feedback, accepting a suggestion) carries one (generated per call unless
+  given; all attempts of one call reuse it), so a retry after a lost answer returns the
+  first answer and the server stores nothing twice. The other POSTs are safe to repeat by
+  their nature (acknowledging an alert, resolving a review item with the same outcome,
+  dismissing a suggestion) or fail visibly (a second claim is a 409).
 * Retries after a network error (connect, read, timeout), a 429 or a 502/503/504, at most
   ``retries`` times. The wait before retry *n* is exponential with jitter — a step of
   ``backoff * 2**(n-1)`` seconds capped at ``max_backoff``, half fixed and half random, so
@@ -30,8 +33,9 @@ import time
 import urllib.parse
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Type, TypeVar, Union
+from datetime import datetime, timezone
+from typing import (Any, AsyncIterator, Callable, Dict, Iterator, List, Mapping, Optional,
+                    Sequence, Type, TypeVar, Union)
 
 import httpx
 from pydantic import BaseModel
@@ -40,20 +44,35 @@ from . import _native
 from ._errors import PreflightError, TransportError, api_error
 from ._features import PageSize, _features_of_bytes, features, to_bytes
 from ._models import (
+    AcceptedSuggestion,
     AlertPage,
     AlertRecord,
     AlertRule,
     AlertRuleList,
+    AnalyticsSummary,
     BatchResult,
+    BulkResolution,
+    BulkResolveItem,
+    Calibration,
+    ClaimedReviewItem,
     Evaluation,
     EvaluationPage,
     EvaluationRecord,
+    ExtractorsReport,
     Feedback,
     DriftReport,
     Features,
+    ResolvedReviewItem,
+    ReviewItem,
+    ReviewPage,
     StructuralFeatures,
+    SuggestionDecision,
     Template,
     TemplatePage,
+    TemplatesReport,
+    TemplateSuggestionList,
+    Timeseries,
+    Usage,
 )
 
 __all__ = ["Client", "AsyncClient", "DEFAULT_URL", "EXPORT_FORMAT", "EXPORT_VERSION"]
@@ -109,6 +128,38 @@ def _query(params: Dict[str, Any]) -> Dict[str, Any]:
             v = "true" if v else "false"
         out[k] = v
     return out
+
+
+Instant = Union[datetime, str, int]
+"""A timestamp parameter: a ``datetime`` (a naive one is taken as UTC), an RFC 3339 string,
+or unix seconds."""
+
+
+def _instant(value: Optional[Instant], name: str) -> Optional[str]:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value.isoformat()
+    if isinstance(value, bool):  # an int to Python, never a time
+        raise TypeError(f"{name} must be a datetime, an RFC 3339 string or unix seconds")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"{name} must be a datetime, an RFC 3339 string or unix seconds")
+
+
+def _window(from_ts: Optional[Instant], to_ts: Optional[Instant]) -> Dict[str, Any]:
+    return {"from_ts": _instant(from_ts, "from_ts"), "to_ts": _instant(to_ts, "to_ts")}
+
+
+def _bulk_item(item: Union[BulkResolveItem, Mapping[str, Any]]) -> Dict[str, Any]:
+    if isinstance(item, BulkResolveItem):
+        return item.to_dict()
+    # Unknown keys are sent as they are: the server names them in its 422.
+    return {k: v for k, v in dict(item).items() if v is not None}
 
 
 def _segment(value: str) -> str:
@@ -268,6 +319,8 @@ class _Base:
                 retry_after=_retry_after(response),
                 request_id=response.headers.get("x-request-id"),
             )
+        if response.status_code == 204:
+            return None  # claim-next with nothing open; deletions
         if call.model is None:
             return response.json() if response.content else None
         return call.model.model_validate_json(response.content)
@@ -432,6 +485,129 @@ class _Base:
         # The document stays a dict: it is written to a file or handed to Engine.from_export.
         params = {"status": status, "template_id": template_id}
         return _Call("GET", "/v1/templates/export", None, params=params)
+
+    # -- the review queue ---------------------------------------------------------------------
+
+    @staticmethod
+    def _queue_selection(*, decision: Optional[str], reason: Optional[str],
+                         template_id: Optional[str], extractor_vendor: Optional[str],
+                         extractor_model: Optional[str], evaluation_id: Optional[str],
+                         min_age_seconds: Optional[int], max_age_seconds: Optional[int],
+                         sort: Optional[str]) -> Dict[str, Any]:
+        return {"decision": decision, "reason": reason, "template_id": template_id,
+                "extractor_vendor": extractor_vendor, "extractor_model": extractor_model,
+                "evaluation_id": evaluation_id, "min_age_seconds": min_age_seconds,
+                "max_age_seconds": max_age_seconds, "sort": sort}
+
+    def _list_review_items(self, *, status: Optional[str] = None,
+                           decision: Optional[str] = None, reason: Optional[str] = None,
+                           template_id: Optional[str] = None,
+                           extractor_vendor: Optional[str] = None,
+                           extractor_model: Optional[str] = None,
+                           evaluation_id: Optional[str] = None,
+                           min_age_seconds: Optional[int] = None,
+                           max_age_seconds: Optional[int] = None, sort: Optional[str] = None,
+                           limit: Optional[int] = None, cursor: Optional[str] = None) -> _Call:
+        params = self._queue_selection(
+            decision=decision, reason=reason, template_id=template_id,
+            extractor_vendor=extractor_vendor, extractor_model=extractor_model,
+            evaluation_id=evaluation_id, min_age_seconds=min_age_seconds,
+            max_age_seconds=max_age_seconds, sort=sort)
+        params.update({"status": status, "limit": limit, "cursor": cursor})
+        return _Call("GET", "/v1/review-items", ReviewPage, params=params)
+
+    def _get_review_item(self, id: str) -> _Call:
+        return _Call("GET", f"/v1/review-items/{_segment(id)}", ReviewItem)
+
+    def _claim_review_item(self, id: str, *, lease_seconds: Optional[int] = None,
+                           lease_token: Optional[str] = None) -> _Call:
+        body = {k: v for k, v in (("lease_seconds", lease_seconds), ("lease_token", lease_token))
+                if v is not None}
+        return _Call("POST", f"/v1/review-items/{_segment(id)}/claim", ClaimedReviewItem,
+                     _body(body))
+
+    def _claim_next_review_item(self, *, decision: Optional[str] = None,
+                                reason: Optional[str] = None, template_id: Optional[str] = None,
+                                extractor_vendor: Optional[str] = None,
+                                extractor_model: Optional[str] = None,
+                                evaluation_id: Optional[str] = None,
+                                min_age_seconds: Optional[int] = None,
+                                max_age_seconds: Optional[int] = None,
+                                sort: Optional[str] = None,
+                                lease_seconds: Optional[int] = None) -> _Call:
+        params = self._queue_selection(
+            decision=decision, reason=reason, template_id=template_id,
+            extractor_vendor=extractor_vendor, extractor_model=extractor_model,
+            evaluation_id=evaluation_id, min_age_seconds=min_age_seconds,
+            max_age_seconds=max_age_seconds, sort=sort)
+        body = {} if lease_seconds is None else {"lease_seconds": lease_seconds}
+        return _Call("POST", "/v1/review-items/claim-next", ClaimedReviewItem, _body(body),
+                     params=params)
+
+    def _release_review_item(self, id: str, lease_token: str) -> _Call:
+        return _Call("POST", f"/v1/review-items/{_segment(id)}/release", ReviewItem,
+                     _body({"lease_token": lease_token}))
+
+    def _resolve_review_item(self, id: str, outcome: str, *, lease_token: Optional[str] = None,
+                             field_error_count: Optional[int] = None,
+                             review_seconds: Optional[float] = None,
+                             source: Optional[str] = None) -> _Call:
+        body: Dict[str, Any] = {"outcome": outcome}
+        for k, v in (("lease_token", lease_token), ("field_error_count", field_error_count),
+                     ("review_seconds", review_seconds), ("source", source)):
+            if v is not None:
+                body[k] = v
+        return _Call("POST", f"/v1/review-items/{_segment(id)}/resolve", ResolvedReviewItem,
+                     _body(body))
+
+    def _bulk_resolve_review_items(self, items: Sequence[Union[BulkResolveItem, Mapping[str, Any]]],
+                                   *, source: Optional[str] = None) -> _Call:
+        body: Dict[str, Any] = {"items": [_bulk_item(i) for i in items]}
+        if source is not None:
+            body["source"] = source
+        return _Call("POST", "/v1/review-items/resolve", BulkResolution, _body(body))
+
+    # -- template suggestions -------------------------------------------------------------
+
+    def _list_template_suggestions(self, *, from_ts: Optional[Instant] = None,
+                                   to_ts: Optional[Instant] = None,
+                                   min_size: Optional[int] = None) -> _Call:
+        params = dict(_window(from_ts, to_ts), min_size=min_size)
+        return _Call("GET", "/v1/template-suggestions", TemplateSuggestionList, params=params)
+
+    def _accept_template_suggestion(self, id: str, *, template_id: str,
+                                    name: Optional[str] = None,
+                                    description: Optional[str] = None,
+                                    from_ts: Optional[Instant] = None,
+                                    to_ts: Optional[Instant] = None,
+                                    min_size: Optional[int] = None,
+                                    idempotency_key: Optional[str] = None) -> _Call:
+        body: Dict[str, Any] = {"template_id": template_id}
+        for k, v in (("name", name), ("description", description)):
+            if v is not None:
+                body[k] = v
+        call = self._post(f"/v1/template-suggestions/{_segment(id)}/accept", body,
+                          AcceptedSuggestion, idempotency_key)
+        call.params = dict(_window(from_ts, to_ts), min_size=min_size)
+        return call
+
+    def _dismiss_template_suggestion(self, id: str, *, from_ts: Optional[Instant] = None,
+                                     to_ts: Optional[Instant] = None,
+                                     min_size: Optional[int] = None) -> _Call:
+        params = dict(_window(from_ts, to_ts), min_size=min_size)
+        return _Call("POST", f"/v1/template-suggestions/{_segment(id)}/dismiss",
+                     SuggestionDecision, params=params)
+
+    # -- analytics and usage --------------------------------------------------------------
+
+    def _analytics(self, report: str, model: Type[BaseModel], *,
+                   from_ts: Optional[Instant] = None, to_ts: Optional[Instant] = None,
+                   tz: Optional[str] = None, interval: Optional[str] = None) -> _Call:
+        params = dict(_window(from_ts, to_ts), tz=tz, interval=interval)
+        return _Call("GET", f"/v1/analytics/{report}", model, params=params)
+
+    def _usage(self) -> _Call:
+        return _Call("GET", "/v1/usage", Usage)
 
 
 def _looks_like_paddle(value: Sequence[Any]) -> bool:
@@ -686,6 +862,183 @@ class Client(_Base):
         :meth:`preflight.Engine.from_export` loads."""
         return self._run(self._export_templates(status=status, template_id=template_id))
 
+    # -- the review queue (docs/review.md) --------------------------------------------------
+
+    def list_review_items(self, *, status: Optional[str] = None, decision: Optional[str] = None,
+                          reason: Optional[str] = None, template_id: Optional[str] = None,
+                          extractor_vendor: Optional[str] = None,
+                          extractor_model: Optional[str] = None,
+                          evaluation_id: Optional[str] = None,
+                          min_age_seconds: Optional[int] = None,
+                          max_age_seconds: Optional[int] = None, sort: Optional[str] = None,
+                          limit: Optional[int] = None, cursor: Optional[str] = None) -> ReviewPage:
+        """``GET /v1/review-items`` (one page): by default the unresolved items (``open`` and
+        ``claimed``), highest priority first, then oldest; ``sort="age"`` is oldest first.
+        ``status`` is ``open``, ``claimed``, ``resolved`` or ``unresolved``; the other filters
+        combine with AND."""
+        return self._run(self._list_review_items(
+            status=status, decision=decision, reason=reason, template_id=template_id,
+            extractor_vendor=extractor_vendor, extractor_model=extractor_model,
+            evaluation_id=evaluation_id, min_age_seconds=min_age_seconds,
+            max_age_seconds=max_age_seconds, sort=sort, limit=limit, cursor=cursor))
+
+    def iter_review_items(self, **filters: Any) -> Iterator[ReviewItem]:
+        """Every item matching ``filters`` (those of :meth:`list_review_items`), in the
+        queue's order, following the cursor. Pages neither skip nor repeat items while new
+        ones arrive."""
+        cursor = None
+        while True:
+            page = self.list_review_items(cursor=cursor, **filters)
+            yield from page.items
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    def get_review_item(self, id: str) -> ReviewItem:
+        """``GET /v1/review-items/{id}``."""
+        return self._run(self._get_review_item(id))
+
+    def claim_review_item(self, id: str, *, lease_seconds: Optional[int] = None,
+                          lease_token: Optional[str] = None) -> ClaimedReviewItem:
+        """``POST /v1/review-items/{id}/claim``: hold the item for ``lease_seconds`` (1 to
+        14 400, default 600). With the claim's ``lease_token``, extends it instead. While
+        someone else holds the item, or once it is resolved, raises :class:`ConflictError`
+        (409). A lease that runs out returns the item to the queue by itself."""
+        return self._run(self._claim_review_item(id, lease_seconds=lease_seconds,
+                                                 lease_token=lease_token))
+
+    def claim_next_review_item(self, *, decision: Optional[str] = None,
+                               reason: Optional[str] = None, template_id: Optional[str] = None,
+                               extractor_vendor: Optional[str] = None,
+                               extractor_model: Optional[str] = None,
+                               evaluation_id: Optional[str] = None,
+                               min_age_seconds: Optional[int] = None,
+                               max_age_seconds: Optional[int] = None, sort: Optional[str] = None,
+                               lease_seconds: Optional[int] = None) -> Optional[ClaimedReviewItem]:
+        """``POST /v1/review-items/claim-next``: claims the first open item the filters
+        select, in the queue's order; ``None`` when nothing is open. Reviewers asking at
+        once each get a different item, so a worker loop needs no coordination."""
+        return self._run(self._claim_next_review_item(
+            decision=decision, reason=reason, template_id=template_id,
+            extractor_vendor=extractor_vendor, extractor_model=extractor_model,
+            evaluation_id=evaluation_id, min_age_seconds=min_age_seconds,
+            max_age_seconds=max_age_seconds, sort=sort, lease_seconds=lease_seconds))
+
+    def release_review_item(self, id: str, lease_token: str) -> ReviewItem:
+        """``POST /v1/review-items/{id}/release``: give a claimed item back now rather than
+        when its lease runs out. 409 when the token no longer holds it."""
+        return self._run(self._release_review_item(id, lease_token))
+
+    def resolve_review_item(self, id: str, outcome: str, *, lease_token: Optional[str] = None,
+                            field_error_count: Optional[int] = None,
+                            review_seconds: Optional[float] = None,
+                            source: Optional[str] = None) -> ResolvedReviewItem:
+        """``POST /v1/review-items/{id}/resolve``: ``outcome`` (``correct``, ``corrected``,
+        ``rejected``) is recorded as the evaluation's feedback in the same transaction, as
+        :meth:`feedback` would record it (``source`` defaults to ``review-queue``,
+        ``review_seconds`` to the time since the claim). An open item needs no token; one
+        held by someone else is a 409. Repeating the same resolve is safe: it answers the
+        item as it is."""
+        return self._run(self._resolve_review_item(
+            id, outcome, lease_token=lease_token, field_error_count=field_error_count,
+            review_seconds=review_seconds, source=source))
+
+    def bulk_resolve_review_items(self, items: Sequence[Union[BulkResolveItem, Mapping[str, Any]]],
+                                  *, source: Optional[str] = None) -> BulkResolution:
+        """``POST /v1/review-items/resolve``: 1 to 100 items (:class:`BulkResolveItem` or
+        dicts with ``id``, ``outcome`` and optionally ``lease_token``, ``field_error_count``),
+        each resolved on its own. An item that cannot be resolved does not raise: its result
+        carries the ``problem`` (404, 409, 422) and the others go through."""
+        return self._run(self._bulk_resolve_review_items(items, source=source))
+
+    # -- template suggestions (docs/review.md) ----------------------------------------------
+
+    def list_template_suggestions(self, *, from_ts: Optional[Instant] = None,
+                                  to_ts: Optional[Instant] = None,
+                                  min_size: Optional[int] = None) -> TemplateSuggestionList:
+        """``GET /v1/template-suggestions``: the tenant's recurring unregistered layouts (NEW
+        evaluations of ``[from_ts, to_ts)``, default the last 30 days, clustered), largest
+        first. ``min_size`` is the smallest cluster suggested (default 3)."""
+        return self._run(self._list_template_suggestions(from_ts=from_ts, to_ts=to_ts,
+                                                         min_size=min_size))
+
+    def accept_template_suggestion(self, id: str, *, template_id: str, name: Optional[str] = None,
+                                   description: Optional[str] = None,
+                                   from_ts: Optional[Instant] = None,
+                                   to_ts: Optional[Instant] = None,
+                                   min_size: Optional[int] = None,
+                                   idempotency_key: Optional[str] = None) -> AcceptedSuggestion:
+        """``POST /v1/template-suggestions/{id}/accept``: registers the suggestion's layout
+        as ``template_id`` version 1 (``.template`` of the answer) from the cluster's
+        exemplars; its members leave later listings. The server clusters the window again,
+        so give the window and ``min_size`` you listed with; a 409 means the clusters have
+        changed since (list again) or the suggestion was decided already."""
+        return self._run(self._accept_template_suggestion(
+            id, template_id=template_id, name=name, description=description, from_ts=from_ts,
+            to_ts=to_ts, min_size=min_size, idempotency_key=idempotency_key))
+
+    def dismiss_template_suggestion(self, id: str, *, from_ts: Optional[Instant] = None,
+                                    to_ts: Optional[Instant] = None,
+                                    min_size: Optional[int] = None) -> SuggestionDecision:
+        """``POST /v1/template-suggestions/{id}/dismiss``: puts the layout aside for good;
+        neither this suggestion nor a later cluster of the same layout is listed again.
+        Dismissing again answers the same decision. Give the listing's window, as for
+        :meth:`accept_template_suggestion`."""
+        return self._run(self._dismiss_template_suggestion(id, from_ts=from_ts, to_ts=to_ts,
+                                                           min_size=min_size))
+
+    # -- analytics and usage (docs/analytics.md) --------------------------------------------
+
+    def analytics_summary(self, *, from_ts: Optional[Instant] = None,
+                          to_ts: Optional[Instant] = None,
+                          tz: Optional[str] = None) -> AnalyticsSummary:
+        """``GET /v1/analytics/summary``: decisions, drift, reliability and rates over
+        ``[from_ts, to_ts)`` (default the last 30 days, widened to whole hours; the answer
+        says which range it covers), with the review queue's state now. ``tz`` is ``UTC``
+        or a whole-hour offset such as ``+05:00``. A bad range is a
+        :class:`BadRequestError` (400 ``INVALID_QUERY``) naming every bad parameter."""
+        return self._run(self._analytics("summary", AnalyticsSummary, from_ts=from_ts,
+                                         to_ts=to_ts, tz=tz))
+
+    def analytics_timeseries(self, *, from_ts: Optional[Instant] = None,
+                             to_ts: Optional[Instant] = None, tz: Optional[str] = None,
+                             interval: Optional[str] = None) -> Timeseries:
+        """``GET /v1/analytics/timeseries``: the summary's figures per ``interval`` (``hour``
+        or ``day``, default ``day``; days begin at midnight in ``tz``), every bucket of the
+        range included, at most 1 000."""
+        return self._run(self._analytics("timeseries", Timeseries, from_ts=from_ts,
+                                         to_ts=to_ts, tz=tz, interval=interval))
+
+    def analytics_extractors(self, *, from_ts: Optional[Instant] = None,
+                             to_ts: Optional[Instant] = None,
+                             tz: Optional[str] = None) -> ExtractorsReport:
+        """``GET /v1/analytics/extractors``: per extractor vendor, model and version, so an
+        upgrade can be compared with the version before it."""
+        return self._run(self._analytics("extractors", ExtractorsReport, from_ts=from_ts,
+                                         to_ts=to_ts, tz=tz))
+
+    def analytics_templates(self, *, from_ts: Optional[Instant] = None,
+                            to_ts: Optional[Instant] = None,
+                            tz: Optional[str] = None) -> TemplatesReport:
+        """``GET /v1/analytics/templates``: per template version, with the change points its
+        drift detector confirmed in the range."""
+        return self._run(self._analytics("templates", TemplatesReport, from_ts=from_ts,
+                                         to_ts=to_ts, tz=tz))
+
+    def analytics_calibration(self, *, from_ts: Optional[Instant] = None,
+                              to_ts: Optional[Instant] = None,
+                              tz: Optional[str] = None) -> Calibration:
+        """``GET /v1/analytics/calibration``: whether reliability means what it says and
+        review catches the errors, over evaluations created in the range that have feedback
+        (from :meth:`feedback` or a resolved review item)."""
+        return self._run(self._analytics("calibration", Calibration, from_ts=from_ts,
+                                         to_ts=to_ts, tz=tz))
+
+    def usage(self) -> Usage:
+        """``GET /v1/usage``: the tenant's plan and the evaluations stored this calendar
+        month (UTC); an idempotent replay does not count again."""
+        return self._run(self._usage())
+
 
 class AsyncClient(_Base):
     """Asynchronous client (asyncio or trio, through httpx/anyio); the same methods as
@@ -906,3 +1259,140 @@ class AsyncClient(_Base):
                                template_id: Optional[str] = None) -> Dict[str, Any]:
         """See :meth:`Client.export_templates`."""
         return await self._run(self._export_templates(status=status, template_id=template_id))
+
+    async def list_review_items(self, *, status: Optional[str] = None,
+                                decision: Optional[str] = None, reason: Optional[str] = None,
+                                template_id: Optional[str] = None,
+                                extractor_vendor: Optional[str] = None,
+                                extractor_model: Optional[str] = None,
+                                evaluation_id: Optional[str] = None,
+                                min_age_seconds: Optional[int] = None,
+                                max_age_seconds: Optional[int] = None,
+                                sort: Optional[str] = None, limit: Optional[int] = None,
+                                cursor: Optional[str] = None) -> ReviewPage:
+        """See :meth:`Client.list_review_items`."""
+        return await self._run(self._list_review_items(
+            status=status, decision=decision, reason=reason, template_id=template_id,
+            extractor_vendor=extractor_vendor, extractor_model=extractor_model,
+            evaluation_id=evaluation_id, min_age_seconds=min_age_seconds,
+            max_age_seconds=max_age_seconds, sort=sort, limit=limit, cursor=cursor))
+
+    async def iter_review_items(self, **filters: Any) -> AsyncIterator[ReviewItem]:
+        """See :meth:`Client.iter_review_items` (``async for``)."""
+        cursor = None
+        while True:
+            page = await self.list_review_items(cursor=cursor, **filters)
+            for item in page.items:
+                yield item
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    async def get_review_item(self, id: str) -> ReviewItem:
+        """See :meth:`Client.get_review_item`."""
+        return await self._run(self._get_review_item(id))
+
+    async def claim_review_item(self, id: str, *, lease_seconds: Optional[int] = None,
+                                lease_token: Optional[str] = None) -> ClaimedReviewItem:
+        """See :meth:`Client.claim_review_item`."""
+        return await self._run(self._claim_review_item(id, lease_seconds=lease_seconds,
+                                                       lease_token=lease_token))
+
+    async def claim_next_review_item(
+            self, *, decision: Optional[str] = None, reason: Optional[str] = None,
+            template_id: Optional[str] = None, extractor_vendor: Optional[str] = None,
+            extractor_model: Optional[str] = None, evaluation_id: Optional[str] = None,
+            min_age_seconds: Optional[int] = None, max_age_seconds: Optional[int] = None,
+            sort: Optional[str] = None,
+            lease_seconds: Optional[int] = None) -> Optional[ClaimedReviewItem]:
+        """See :meth:`Client.claim_next_review_item`."""
+        return await self._run(self._claim_next_review_item(
+            decision=decision, reason=reason, template_id=template_id,
+            extractor_vendor=extractor_vendor, extractor_model=extractor_model,
+            evaluation_id=evaluation_id, min_age_seconds=min_age_seconds,
+            max_age_seconds=max_age_seconds, sort=sort, lease_seconds=lease_seconds))
+
+    async def release_review_item(self, id: str, lease_token: str) -> ReviewItem:
+        """See :meth:`Client.release_review_item`."""
+        return await self._run(self._release_review_item(id, lease_token))
+
+    async def resolve_review_item(self, id: str, outcome: str, *,
+                                  lease_token: Optional[str] = None,
+                                  field_error_count: Optional[int] = None,
+                                  review_seconds: Optional[float] = None,
+                                  source: Optional[str] = None) -> ResolvedReviewItem:
+        """See :meth:`Client.resolve_review_item`."""
+        return await self._run(self._resolve_review_item(
+            id, outcome, lease_token=lease_token, field_error_count=field_error_count,
+            review_seconds=review_seconds, source=source))
+
+    async def bulk_resolve_review_items(
+            self, items: Sequence[Union[BulkResolveItem, Mapping[str, Any]]], *,
+            source: Optional[str] = None) -> BulkResolution:
+        """See :meth:`Client.bulk_resolve_review_items`."""
+        return await self._run(self._bulk_resolve_review_items(items, source=source))
+
+    async def list_template_suggestions(self, *, from_ts: Optional[Instant] = None,
+                                        to_ts: Optional[Instant] = None,
+                                        min_size: Optional[int] = None) -> TemplateSuggestionList:
+        """See :meth:`Client.list_template_suggestions`."""
+        return await self._run(self._list_template_suggestions(from_ts=from_ts, to_ts=to_ts,
+                                                               min_size=min_size))
+
+    async def accept_template_suggestion(self, id: str, *, template_id: str,
+                                         name: Optional[str] = None,
+                                         description: Optional[str] = None,
+                                         from_ts: Optional[Instant] = None,
+                                         to_ts: Optional[Instant] = None,
+                                         min_size: Optional[int] = None,
+                                         idempotency_key: Optional[str] = None) -> AcceptedSuggestion:
+        """See :meth:`Client.accept_template_suggestion`."""
+        return await self._run(self._accept_template_suggestion(
+            id, template_id=template_id, name=name, description=description, from_ts=from_ts,
+            to_ts=to_ts, min_size=min_size, idempotency_key=idempotency_key))
+
+    async def dismiss_template_suggestion(self, id: str, *, from_ts: Optional[Instant] = None,
+                                          to_ts: Optional[Instant] = None,
+                                          min_size: Optional[int] = None) -> SuggestionDecision:
+        """See :meth:`Client.dismiss_template_suggestion`."""
+        return await self._run(self._dismiss_template_suggestion(id, from_ts=from_ts,
+                                                                 to_ts=to_ts, min_size=min_size))
+
+    async def analytics_summary(self, *, from_ts: Optional[Instant] = None,
+                                to_ts: Optional[Instant] = None,
+                                tz: Optional[str] = None) -> AnalyticsSummary:
+        """See :meth:`Client.analytics_summary`."""
+        return await self._run(self._analytics("summary", AnalyticsSummary, from_ts=from_ts,
+                                               to_ts=to_ts, tz=tz))
+
+    async def analytics_timeseries(self, *, from_ts: Optional[Instant] = None,
+                                   to_ts: Optional[Instant] = None, tz: Optional[str] = None,
+                                   interval: Optional[str] = None) -> Timeseries:
+        """See :meth:`Client.analytics_timeseries`."""
+        return await self._run(self._analytics("timeseries", Timeseries, from_ts=from_ts,
+                                               to_ts=to_ts, tz=tz, interval=interval))
+
+    async def analytics_extractors(self, *, from_ts: Optional[Instant] = None,
+                                   to_ts: Optional[Instant] = None,
+                                   tz: Optional[str] = None) -> ExtractorsReport:
+        """See :meth:`Client.analytics_extractors`."""
+        return await self._run(self._analytics("extractors", ExtractorsReport, from_ts=from_ts,
+                                               to_ts=to_ts, tz=tz))
+
+    async def analytics_templates(self, *, from_ts: Optional[Instant] = None,
+                                  to_ts: Optional[Instant] = None,
+                                  tz: Optional[str] = None) -> TemplatesReport:
+        """See :meth:`Client.analytics_templates`."""
+        return await self._run(self._analytics("templates", TemplatesReport, from_ts=from_ts,
+                                               to_ts=to_ts, tz=tz))
+
+    async def analytics_calibration(self, *, from_ts: Optional[Instant] = None,
+                                    to_ts: Optional[Instant] = None,
+                                    tz: Optional[str] = None) -> Calibration:
+        """See :meth:`Client.analytics_calibration`."""
+        return await self._run(self._analytics("calibration", Calibration, from_ts=from_ts,
+                                               to_ts=to_ts, tz=tz))
+
+    async def usage(self) -> Usage:
+        """See :meth:`Client.usage`."""
+        return await self._run(self._usage())

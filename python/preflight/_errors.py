@@ -148,7 +148,9 @@ class ApiError(PreflightError):
 
 
 class BadRequestError(ApiError):
-    """400: the body was not valid JSON."""
+    """400: the body was not valid JSON (``MALFORMED_JSON``), or a query parameter was
+    refused (``INVALID_QUERY``, e.g. an analytics range whose ``from_ts`` is not before its
+    ``to_ts``; ``errors`` names every bad parameter)."""
 
 
 class AuthenticationError(ApiError):

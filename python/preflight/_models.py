@@ -38,6 +38,34 @@ __all__ = [
     "DetectorState",
     "DriftReport",
     "OfflineEvaluation",
+    "ReviewItem",
+    "ReviewPage",
+    "ClaimedReviewItem",
+    "ResolvedReviewItem",
+    "BulkResolveItem",
+    "BulkResolutionItem",
+    "BulkResolution",
+    "LayoutSummary",
+    "SuggestionRepresentative",
+    "TemplateSuggestion",
+    "TemplateSuggestionList",
+    "SuggestionDecision",
+    "AcceptedSuggestion",
+    "DecisionBreakdown",
+    "Aggregate",
+    "OpenByAge",
+    "ReviewQueueSummary",
+    "AnalyticsSummary",
+    "TimeseriesBucket",
+    "Timeseries",
+    "ExtractorStats",
+    "ExtractorsReport",
+    "TemplateStats",
+    "TemplatesReport",
+    "AutomatedPrecision",
+    "ReliabilityBand",
+    "Calibration",
+    "Usage",
 ]
 
 
@@ -427,3 +455,364 @@ class OfflineEvaluation(_Decided):
     layout_fingerprint: str
     candidates_considered: int
     runner_up: Optional[Candidate] = None
+
+
+# -- the review queue (docs/review.md) ----------------------------------------------------
+
+
+class ReviewItem(_Answer):
+    """One review item (``/v1/review-items``): an evaluation that asks for a person (REVIEW,
+    NEW, REJECT) or a MATCH drawn for quality assurance, with who holds it and how it ended.
+
+    ``status`` is ``open`` (claimable: nobody holds it, or the last lease ran out),
+    ``claimed`` or ``resolved``; the holder's fields are set only while ``claimed``. The
+    lease token is never listed: only :class:`ClaimedReviewItem` carries it."""
+
+    id: str
+    evaluation_id: str
+    created_at: datetime
+    age_seconds: int
+    """Seconds since the evaluation, when the server answered."""
+    decision: str
+    reason: str
+    """``decision`` (the answer asks for a person) or ``sample`` (a MATCH drawn for QA)."""
+    priority: int
+    """Higher first: REVIEW 300+, REJECT 200+, NEW 100+, sampled MATCH 0+, plus up to 99 for
+    low reliability."""
+    template_id: Optional[str] = None
+    template_version: Optional[int] = None
+    extractor_vendor: str
+    extractor_model: str
+    reliability_score: float
+    drift_score: float
+    status: str
+    claimed_by: Optional[str] = None
+    """The holder as the audit trail names actors (``key:<prefix>``, ``user:<id>``)."""
+    claimed_at: Optional[datetime] = None
+    lease_expires_at: Optional[datetime] = None
+    claim_count: int
+    """Claims so far; above 1 means the item came back (released, or a lease ran out)."""
+    resolved_at: Optional[datetime] = None
+    resolved_by: Optional[str] = None
+    outcome: Optional[str] = None
+    """``correct``, ``corrected`` or ``rejected`` once resolved."""
+
+
+class ReviewPage(_Answer):
+    items: List[ReviewItem]
+    next_cursor: Optional[str] = None
+
+
+class ClaimedReviewItem(_Answer):
+    """A claim's answer. Keep ``lease_token``: extending, releasing and resolving under the
+    claim need it, and nobody else is ever shown it."""
+
+    item: ReviewItem
+    lease_token: str
+
+
+class ResolvedReviewItem(_Answer):
+    """A resolved item and the evaluation feedback its outcome was recorded as (in the same
+    transaction: template statistics and calibration moved with it)."""
+
+    item: ReviewItem
+    feedback: Feedback
+
+
+class BulkResolveItem(_Wire):
+    """One item of :meth:`preflight.Client.bulk_resolve_review_items` (a dict with the same
+    keys works too). ``lease_token`` is needed only for an item held under a live lease."""
+
+    id: str
+    outcome: str
+    lease_token: Optional[str] = None
+    field_error_count: Optional[int] = None
+
+
+class BulkResolutionItem(_Answer):
+    """How one item of a bulk resolve went: ``status`` 200 with the resolved ``item``, or the
+    ``problem`` the single resolve would have answered (404, 409, 422)."""
+
+    id: str
+    status: int
+    item: Optional[ReviewItem] = None
+    problem: Optional[Problem] = None
+
+
+class BulkResolution(_Answer):
+    """``POST /v1/review-items/resolve``: each item is resolved on its own, so one that
+    cannot be does not hold back the others; ``results`` are in request order."""
+
+    resolved: int
+    failed: int
+    results: List[BulkResolutionItem]
+
+
+# -- template suggestions ------------------------------------------------------------------
+
+
+class LayoutSummary(_Answer):
+    """What a person needs to recognize a layout: counts and element types, never content."""
+
+    layout_fingerprint: str
+    page_count: int
+    element_count: int
+    table_count: int
+    text_block_count: int
+    image_count: int
+    column_count: int
+    has_header: bool
+    has_footer: bool
+    element_types: Dict[str, int] = Field(default_factory=dict)
+    """Bounding boxes per canonical element type (``other`` for names the engine does not
+    know)."""
+
+
+class SuggestionRepresentative(_Answer):
+    evaluation_id: str
+    layout: LayoutSummary
+
+
+class TemplateSuggestion(_Answer):
+    """A recurring unregistered layout: NEW evaluations that would MATCH each other if one
+    were registered. ``id`` is stable while the cluster's oldest member stays in the window;
+    accept and dismiss recompute the clusters, so pass them the listing's window."""
+
+    id: str
+    size: int
+    first_seen: datetime
+    last_seen: datetime
+    representative: SuggestionRepresentative
+    exemplar_evaluation_ids: List[str]
+    """The layouts the template is built from on accept (the representative first)."""
+    cohesion: float
+    min_member_similarity: float
+    extractor_vendors: List[str]
+    sample_evaluation_ids: List[str]
+    """Up to 10 member evaluations, newest first."""
+
+
+class TemplateSuggestionList(_Answer):
+    """``GET /v1/template-suggestions``: largest first, then most recently seen."""
+
+    from_ts: datetime
+    to_ts: datetime
+    min_size: int
+    evaluations_considered: int
+    input_limit: int
+    truncated: bool
+    """The window held more NEW evaluations than ``input_limit``; the oldest were left out
+    (narrow the window with ``to_ts`` to look further back)."""
+    suggestions: List[TemplateSuggestion]
+
+
+class SuggestionDecision(_Answer):
+    """What was decided about a suggestion (``status`` ``accepted`` or ``dismissed``)."""
+
+    id: str
+    status: str
+    representative_evaluation_id: str
+    layout_fingerprint: str
+    size: int
+    template_id: Optional[str] = None
+    template_version_id: Optional[str] = None
+    decided_by: str
+    decided_at: datetime
+
+
+class AcceptedSuggestion(_Answer):
+    """An accepted suggestion: ``template`` is the template version created from the
+    cluster's exemplars (version 1, active)."""
+
+    template: Template
+    suggestion: TemplateSuggestion
+    decision: SuggestionDecision
+
+
+# -- analytics and usage (docs/analytics.md) ----------------------------------------------
+
+
+class DecisionBreakdown(_Answer):
+    """Counts per decision. Attributes are lower case; the wire names (``MATCH``, ...) are
+    the aliases, and ``breakdown["MATCH"]`` works too."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    match: int = Field(alias="MATCH")
+    review: int = Field(alias="REVIEW")
+    new: int = Field(alias="NEW")
+    reject: int = Field(alias="REJECT")
+
+    def __getitem__(self, decision: str) -> int:
+        return getattr(self, decision.lower())
+
+
+class Aggregate(_Answer):
+    """The figures of a set of evaluations. With no evaluations ``total`` is 0 and every
+    average, percentile and rate is None. Percentiles are the upper edge of the 0.01 bin
+    holding the nearest-rank value (at most 0.01 above the exact one, never below)."""
+
+    total: int
+    decision_breakdown: DecisionBreakdown
+    avg_drift: Optional[float] = None
+    p95_drift: Optional[float] = None
+    avg_reliability: Optional[float] = None
+    p95_reliability: Optional[float] = None
+    automation_rate: Optional[float] = None
+    """MATCH ÷ total: documents that needed nobody."""
+    review_rate: Optional[float] = None
+    new_rate: Optional[float] = None
+    reject_rate: Optional[float] = None
+    review_load: int
+    """REVIEW + NEW: documents a person has to look at (or register)."""
+
+
+class OpenByAge(_Answer):
+    under_1h: int
+    from_1h_to_4h: int
+    from_4h_to_24h: int
+    over_24h: int
+
+
+class ReviewQueueSummary(_Answer):
+    """The review queue in the summary: ``open``, ``claimed`` and the ages are the queue
+    now; ``resolved`` and the resolution times cover items resolved in the range."""
+
+    open: int
+    claimed: int
+    oldest_open_age_seconds: Optional[int] = None
+    open_by_age: OpenByAge
+    resolved: int
+    mean_resolution_seconds: Optional[float] = None
+    max_resolution_seconds: Optional[float] = None
+
+
+class AnalyticsSummary(Aggregate):
+    """``GET /v1/analytics/summary``. ``from_ts``/``to_ts`` are the range covered: whole
+    hours (UTC), which may be wider than the one asked for."""
+
+    from_ts: datetime
+    to_ts: datetime
+    timezone: str
+    review_queue: ReviewQueueSummary
+
+
+class TimeseriesBucket(Aggregate):
+    bucket_start: datetime
+
+
+class Timeseries(_Answer):
+    """``GET /v1/analytics/timeseries``: every bucket of the range, empty ones included."""
+
+    from_ts: datetime
+    to_ts: datetime
+    interval: str
+    timezone: str
+    buckets: List[TimeseriesBucket]
+
+
+class ExtractorStats(_Answer):
+    """One extractor identity (vendor, model, version): an upgrade shows as a new row."""
+
+    vendor: str
+    model: str
+    version: str
+    count: int
+    decision_breakdown: DecisionBreakdown
+    automation_rate: Optional[float] = None
+    avg_drift: Optional[float] = None
+    avg_reliability: Optional[float] = None
+    avg_match_confidence: Optional[float] = None
+    avg_extractor_confidence: Optional[float] = None
+    avg_latency_ms: Optional[float] = None
+    avg_cost_usd: Optional[float] = None
+    """Over the evaluations that reported a cost; None when none did."""
+    first_seen: datetime
+    last_seen: datetime
+
+
+class ExtractorsReport(_Answer):
+    from_ts: datetime
+    to_ts: datetime
+    extractors: List[ExtractorStats]
+
+
+class TemplateStats(_Answer):
+    """One template version; ``volume`` counts the evaluations attributed to it (MATCH and
+    REVIEW)."""
+
+    template_id: str
+    template_version: int
+    template_version_id: Optional[str] = None
+    volume: int
+    decision_breakdown: DecisionBreakdown
+    automation_rate: Optional[float] = None
+    avg_drift: Optional[float] = None
+    avg_reliability: Optional[float] = None
+    avg_match_confidence: Optional[float] = None
+    change_points: int
+    first_seen: datetime
+    last_seen: datetime
+
+
+class TemplatesReport(_Answer):
+    from_ts: datetime
+    to_ts: datetime
+    templates: List[TemplateStats]
+
+
+class AutomatedPrecision(_Answer):
+    """MATCHes with feedback: ``precision`` = correct ÷ with_feedback, with its Wilson 95 %
+    interval."""
+
+    with_feedback: int
+    correct: int
+    precision: Optional[float] = None
+    ci_low: Optional[float] = None
+    ci_high: Optional[float] = None
+
+
+class ReliabilityBand(_Answer):
+    band_start: float
+    band_end: float
+    count: int
+    mean_reliability: Optional[float] = None
+    accuracy: Optional[float] = None
+    """Share of the band whose outcome was ``correct``."""
+
+
+class Calibration(_Answer):
+    """``GET /v1/analytics/calibration``: over evaluations *created* in the range that have
+    feedback now. Well calibrated: each band's ``accuracy`` near its ``mean_reliability``, a
+    small ``ece``, ``missed_errors`` near zero."""
+
+    from_ts: datetime
+    to_ts: datetime
+    evaluations: int
+    with_feedback: int
+    feedback_coverage: Optional[float] = None
+    automated: AutomatedPrecision
+    errors: int
+    """Outcomes ``corrected`` or ``rejected``."""
+    review_catch_rate: Optional[float] = None
+    missed_errors: int
+    """Errors among MATCHes: what automation let through."""
+    brier_score: Optional[float] = None
+    ece: Optional[float] = None
+    bands: List[ReliabilityBand]
+
+
+class Usage(_Answer):
+    """``GET /v1/usage``: the plan and this calendar month's (UTC) stored evaluations.
+    ``monthly_limit`` and ``remaining`` are None on an unlimited plan; ``enforced`` says
+    whether evaluations past the limit are refused (429 ``QUOTA_EXCEEDED``)."""
+
+    plan: str
+    period: str
+    period_start: datetime
+    period_end: datetime
+    monthly_limit: Optional[int] = None
+    limit_overridden: bool
+    used: int
+    remaining: Optional[int] = None
+    enforced: bool

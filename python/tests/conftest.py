@@ -16,8 +16,9 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import pytest
 
@@ -86,6 +87,8 @@ class Server:
                 "LOG_FORMAT": "json",
                 "LOG_LEVEL": "info",
                 "RATE_LIMIT_PER_MINUTE": "1000000",
+                # Signups (the `tenant` fixture) are unauthenticated requests, limited per IP.
+                "RATE_LIMIT_UNAUTHENTICATED": "1000000",
             }
         )
         full_env.update(env or {})
@@ -145,3 +148,42 @@ def client(server):
 
     with preflight.Client(server.url, server.api_key) as c:
         yield c
+
+
+ALL_SCOPES = ("evaluate", "read", "templates:write", "keys:manage", "admin", "alerts:manage")
+
+
+class Tenant:
+    """A tenant of its own on the session's server, signed up through the API (signup is on
+    in development), so a test can count its evaluations, queue and suggestions exactly
+    and another tenant's ids can be tried against it."""
+
+    def __init__(self, server: Server):
+        import httpx
+
+        self.server = server
+        tag = uuid.uuid4().hex[:12]
+        r = httpx.post(server.url + "/v1/auth/signup", json={
+            "tenant_name": f"pytest {tag}",
+            "email": f"admin-{tag}@example.com",
+            "password": "correct horse battery staple 42",
+        })
+        assert r.status_code == 201, r.text
+        self.token = r.json()["access_token"]
+        self.api_key = self.mint_key("pytest admin", ALL_SCOPES)
+
+    def mint_key(self, name: str, scopes: Sequence[str]) -> str:
+        """A new API key of this tenant (another identity: the audit trail and the review
+        queue's ``claimed_by`` tell it apart)."""
+        import httpx
+
+        r = httpx.post(self.server.url + "/v1/api-keys",
+                       headers={"Authorization": f"Bearer {self.token}"},
+                       json={"name": name, "scopes": list(scopes)})
+        assert r.status_code == 201, r.text
+        return r.json()["key"]
+
+
+@pytest.fixture()
+def tenant(server) -> Tenant:
+    return Tenant(server)

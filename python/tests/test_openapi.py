@@ -34,6 +34,38 @@ ANSWERS = {
     "DriftBucket": preflight.DriftBucket,
     "ChangePointView": preflight.ChangePoint,
     "DetectorView": preflight.DetectorState,
+    "ReviewItemView": preflight.ReviewItem,
+    "ReviewPage": preflight.ReviewPage,
+    "ClaimedItem": preflight.ClaimedReviewItem,
+    "ResolvedItem": preflight.ResolvedReviewItem,
+    "BulkResolveResult": preflight.BulkResolutionItem,
+    "BulkResolveResponse": preflight.BulkResolution,
+    "LayoutSummary": preflight.LayoutSummary,
+    "Representative": preflight.SuggestionRepresentative,
+    "Suggestion": preflight.TemplateSuggestion,
+    "SuggestionList": preflight.TemplateSuggestionList,
+    "DecisionView": preflight.SuggestionDecision,
+    "Accepted": preflight.AcceptedSuggestion,
+    "DecisionBreakdown": preflight.DecisionBreakdown,
+    "Aggregate": preflight.Aggregate,
+    "OpenByAge": preflight.OpenByAge,
+    "QueueSummary": preflight.ReviewQueueSummary,
+    "Summary": preflight.AnalyticsSummary,
+    "TimeseriesBucket": preflight.TimeseriesBucket,
+    "Timeseries": preflight.Timeseries,
+    "ExtractorStats": preflight.ExtractorStats,
+    "ExtractorsReport": preflight.ExtractorsReport,
+    "TemplateStats": preflight.TemplateStats,
+    "TemplatesReport": preflight.TemplatesReport,
+    "AutomatedPrecision": preflight.AutomatedPrecision,
+    "ReliabilityBand": preflight.ReliabilityBand,
+    "Calibration": preflight.Calibration,
+    "UsageReport": preflight.Usage,
+}
+
+# Server schema → client model, for the pieces of request bodies the client types.
+REQUESTS = {
+    "BulkResolveItem": preflight.BulkResolveItem,
 }
 
 
@@ -73,6 +105,14 @@ def test_answer_models_match_the_schemas(spec, name):
     assert {k for k, f in fields.items() if f.is_required()} <= required, name
 
 
+@pytest.mark.parametrize("name", sorted(REQUESTS))
+def test_request_models_match_the_schemas(spec, name):
+    props, required = _props(_schema(spec, name), spec)
+    fields = _fields(REQUESTS[name])
+    assert set(fields) == set(props), name
+    assert required <= {k for k, f in fields.items() if f.is_required()}, name
+
+
 def test_evaluation_record_is_the_answer_plus_the_stored_fields(spec):
     view, _ = _props(_schema(spec, "EvaluationView"), spec)
     answer, _ = _props(_schema(spec, "EvaluateResponse"), spec)
@@ -104,6 +144,21 @@ def _calls():
                                          enabled=True, window_seconds=900, min_volume=20),
         "RuleChange": c._update_alert_rule("r", {"name": "n", "enabled": False,
                                                  "template_id": None}),
+        "ClaimRequest": c._claim_review_item("i", lease_seconds=60, lease_token="tok"),
+        "ClaimRequest#next": c._claim_next_review_item(
+            decision="REVIEW", reason="decision", template_id="t", extractor_vendor="v",
+            extractor_model="m", evaluation_id="e", min_age_seconds=1, max_age_seconds=2,
+            sort="age", lease_seconds=60),
+        "ReleaseRequest": c._release_review_item("i", "tok"),
+        "ResolveRequest": c._resolve_review_item("i", "corrected", lease_token="tok",
+                                                 field_error_count=1, review_seconds=2.0,
+                                                 source="s"),
+        "BulkResolveRequest": c._bulk_resolve_review_items(
+            [preflight.BulkResolveItem(id="i", outcome="correct", lease_token="tok",
+                                       field_error_count=0)], source="s"),
+        "AcceptRequest": c._accept_template_suggestion(
+            "s", template_id="t", name="n", description="d", from_ts=when, to_ts=when,
+            min_size=3),
         None: [c._get_template("t", version=1, include_exemplars=True),
                c._list_templates(status="active", template_id="t", limit=1, cursor="x"),
                c._list_evaluations(decision="MATCH", template_id="t", correlation_id="c",
@@ -117,7 +172,23 @@ def _calls():
                c._move_alert("a", "acknowledge"), c._move_alert("a", "resolve"),
                c._list_alerts(status="open", severity="info", metric="drift",
                               delivery_status="no_endpoint", template_id="t", limit=1,
-                              cursor="x")],
+                              cursor="x"),
+               c._list_review_items(status="open", decision="NEW", reason="sample",
+                                    template_id="t", extractor_vendor="v", extractor_model="m",
+                                    evaluation_id="e", min_age_seconds=1, max_age_seconds=2,
+                                    sort="priority", limit=1, cursor="x"),
+               c._get_review_item("i"),
+               c._list_template_suggestions(from_ts=when, to_ts=1767225600, min_size=2),
+               c._dismiss_template_suggestion("s", from_ts="2026-01-01T00:00:00Z", to_ts=when,
+                                              min_size=2),
+               *[c._analytics(name, model, from_ts=when, to_ts=when, tz="UTC",
+                              interval="day" if name == "timeseries" else None)
+                 for name, model in (("summary", preflight.AnalyticsSummary),
+                                     ("timeseries", preflight.Timeseries),
+                                     ("extractors", preflight.ExtractorsReport),
+                                     ("templates", preflight.TemplatesReport),
+                                     ("calibration", preflight.Calibration))],
+               c._usage()],
     }
 
 
@@ -134,14 +205,31 @@ def _operation(spec, call):
     raise AssertionError(f"{call.method} {path}: no such route in /openapi.json")
 
 
+def _answer_schema(op):
+    """The schema name of the route's success answer (None for one without a body)."""
+    for status in ("200", "201"):
+        content = op.get("responses", {}).get(status, {}).get("content", {})
+        ref = content.get("application/json", {}).get("schema", {}).get("$ref")
+        if ref:
+            return ref.rsplit("/", 1)[1]
+    return None
+
+
 def test_request_bodies_routes_and_query_parameters(spec):
     calls = _calls()
     every = [c for k, v in calls.items() if k for c in [v]] + calls[None]
+    models = {model: name for name, model in ANSWERS.items()}
+    # Checked on its own above: the view flattens the stored answer, typed as a free object.
+    models[preflight.EvaluationRecord] = "EvaluationView"
     for call in every:
         template, op = _operation(spec, call)
         documented = {p["name"] for p in op.get("parameters", []) if p.get("in") == "query"}
         sent = {k for k, v in call.params.items() if v is not None}
         assert sent <= documented, (template, sent - documented)
+        # The answer is decoded into the model of the schema the route documents.
+        answer = _answer_schema(op)
+        if call.model is not None and answer is not None:
+            assert models.get(call.model) == answer, (template, call.model, answer)
     for name, call in calls.items():
         if name is None:
             continue
