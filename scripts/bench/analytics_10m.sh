@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Loads N (default 10 000 000) realistic evaluations into one tenant of a fresh PostgreSQL
-# database, then their rollups with the backfill SQL of migration 0008, for the analytics
-# latency benchmark in docs/BENCHMARKS.md ("Analytics at 10 M evaluations"). Prints how long
-# each phase took, and the command that serves the database.
+# Loads N (default 10 000 000) realistic evaluations and their review queue into one tenant
+# of a fresh PostgreSQL database, then their rollups with the backfill SQL of migration 0008,
+# for the analytics latency benchmark in docs/BENCHMARKS.md ("Analytics at 10 M
+# evaluations"). Prints how long each phase took, the counts, and the command that serves
+# the database.
 #
 # Usage: scripts/bench/analytics_10m.sh [evaluations]
 #   DB       database to (re)create (default pf10m; an existing one is dropped)
@@ -22,8 +23,15 @@
 # - extractors: aws textract-analyze (55 %, version 2023-06 → 2024-11 at day 183, after which
 #   its drift is higher for 14 days), azure prebuilt-layout (30 %, 2023-07-31 → 2024-11-30 at
 #   day 240), google form-parser (15 %, no cost reported); latency and cost per vendor;
-# - feedback on 2 % of MATCH, 40 % of REVIEW, 10 % of NEW and REJECT, correct with a
-#   probability close to the reliability;
+# - feedback on 2 % of MATCH (sent to the evaluation); REVIEW, NEW and REJECT get their
+#   verdict through the review queue: reviewed with probability 0.97 when 72 h or more
+#   before the end, age / 72 h × 0.97 when younger, after a delay log-uniform from 5 min to
+#   24 h (median 85 min); outcomes correct with a probability close to the reliability;
+# - a review item per REVIEW, NEW and REJECT evaluation (the server's default
+#   REVIEW_SAMPLE_MATCH_RATE of 0 samples no MATCH), as `insert_review_items` writes it with
+#   the domain's priority: resolved at the feedback's time with its outcome by one of six
+#   reviewers (`user:<uuid>`) when reviewed, else open; the three first open in queue order
+#   are claimed under a live 4-hour lease;
 # - rows of the real shape (`storage/evaluations.rs`): UUIDv7 ids in time order, the
 #   metadata-only request and the answer as compact JSON documents.
 # Then the rollup tables are emptied and refilled by running migration 0008's backfill
@@ -114,7 +122,7 @@ WITH p AS (SELECT * FROM bench_params),
 -- growing density (0.5 → 1.5), so the ids (from g) stay in time order.
 draw AS (
     SELECT g, random() AS r_dec, random() AS r_t, random() AS r_x, random() AS r1,
-           random() AS r2, random() AS r3, random() AS r_fb, random() AS r_o,
+           random() AS r2, random() AS r3, random() AS r_fb, random() AS r_o, random() AS r_d,
            p.start_at + (p.end_at - p.start_at - interval '1 second')
                * ((sqrt(1 + 8 * ((g - 0.5) / p.n)) - 1) / 2) AS at
     FROM p, generate_series($lo::bigint, $hi::bigint) g
@@ -125,7 +133,8 @@ d AS MATERIALIZED (
                 WHEN r_dec < 0.98 THEN 'NEW' ELSE 'REJECT' END AS decision,
            LEAST(floor(exp(r_t * ln($templates + 1))) - 1, $templates - 1)::int AS ti,
            CASE WHEN r_x < 0.55 THEN 'aws' WHEN r_x < 0.85 THEN 'azure' ELSE 'google' END AS vendor,
-           (at - (SELECT start_at FROM p)) AS age
+           (at - (SELECT start_at FROM p)) AS age,
+           extract(epoch FROM (SELECT end_at FROM p) - at) AS before_end_s
     FROM draw
 ),
 e AS MATERIALIZED (
@@ -169,8 +178,16 @@ f AS MATERIALIZED (
                 WHEN 'REVIEW' THEN 0.45 + 0.4 * r1 - 0.3 * drift_score
                 WHEN 'NEW' THEN 0.3 + 0.4 * r2
                 ELSE 0.05 + 0.3 * r2 END, 1), 0) AS reliability_score,
-           r_fb < CASE decision WHEN 'MATCH' THEN 0.02 WHEN 'REVIEW' THEN 0.40 ELSE 0.10 END
+           -- MATCH: feedback sent to the evaluation on 2 %. REVIEW, NEW, REJECT: the verdict
+           -- comes through the review queue, reached for 97 % of the items 72 h old or more
+           -- and in proportion to the age before (none under 5 minutes).
+           CASE WHEN decision = 'MATCH' THEN r_fb < 0.02
+                ELSE before_end_s >= 300 AND r_fb < 0.97 * LEAST(before_end_s / 259200, 1) END
                AS has_feedback,
+           -- The queue's review delay: log-uniform from 5 minutes to 24 hours (median 85
+           -- minutes), and never past the end of the data.
+           CASE WHEN decision <> 'MATCH' AND before_end_s >= 300
+                THEN 300 * exp(r_d * ln(LEAST(before_end_s, 86400) / 300)) END AS review_delay_s,
            md5(coalesce(tpl || '/' || tv, 'new-' || g)) AS fp,
            CASE WHEN g % 3 = 0 THEN 'ap-invoices' WHEN g % 3 = 1 THEN 'receipts' ELSE 'claims' END
                AS pipeline
@@ -225,9 +242,12 @@ SELECT id, '$tenant'::uuid, at, decision, match_confidence, tpl, tv_id, tv, simi
        CASE WHEN outcome IS NOT NULL THEN jsonb_build_object(
            'outcome', outcome,
            'field_error_count', CASE outcome WHEN 'corrected' THEN 1 + (g % 4)::int END,
-           'review_seconds', round((20 + 200 * r_o)::numeric, 1), 'source', 'human-review') END,
-       CASE WHEN outcome IS NOT NULL
-            THEN LEAST(at + interval '10 minutes' + interval '1 day' * r_o, now()) END
+           'review_seconds', round((20 + 200 * r_o)::numeric, 1),
+           'source', CASE decision WHEN 'MATCH' THEN 'human-review' ELSE 'review-queue' END) END,
+       CASE WHEN outcome IS NULL THEN NULL
+            WHEN decision = 'MATCH'
+            THEN LEAST(at + interval '10 minutes' + interval '1 day' * r_o, now())
+            ELSE at + interval '1 second' * review_delay_s END
 FROM o;
 SQL
   printf '  evaluations %s..%s: %.1f s\n' "$lo" "$hi" "$(echo "$(date +%s.%N) - $start" | bc)"
@@ -242,6 +262,92 @@ phase "evaluations ($n, $jobs sessions)"
 
 psql_db -tA -c "SELECT indexdef || ';' FROM bench_indexes" | psql_db -c "SET maintenance_work_mem = '1GB'" -f -
 phase "secondary indexes rebuilt"
+
+# 3b. The review queue as the commit path and a team working it leave it: one item per
+#     REVIEW, NEW and REJECT evaluation (none for MATCH: REVIEW_SAMPLE_MATCH_RATE is 0),
+#     with the domain's priority and the columns the item copies from its evaluation.
+#     Reviewed ones (the evaluation has feedback) are resolved at the feedback's time by one
+#     of six reviewers, who claimed them review_seconds earlier; the rest are open, and the
+#     three first in queue order are held under a live 4-hour lease. Loaded in the same
+#     chunks of evaluations (by id range), secondary indexes dropped and rebuilt.
+psql_db <<SQL
+CREATE TABLE bench_review_indexes AS
+SELECT indexname, indexdef FROM pg_indexes
+WHERE tablename = 'review_items' AND indexname NOT IN (
+    SELECT conname FROM pg_constraint WHERE conrelid = 'review_items'::regclass);
+-- Reviewers as the server names an actor signed in as a user.
+CREATE TABLE bench_reviewers AS
+SELECT k, 'user:' || (substr(h, 1, 12) || '7' || substr(h, 14, 3) || '8' || substr(h, 18, 15))::uuid
+           AS actor
+FROM generate_series(0, 5) k, md5('pfbench-reviewer-' || k) h;
+SQL
+psql_db -tA -c "SELECT 'DROP INDEX ' || indexname || ';' FROM bench_review_indexes" | psql_db
+load_items() { # the items of evaluations lo..hi: their ids lie between the chunk's time bounds
+  local lo=$1 hi=$2 start; start=$(date +%s.%N)
+  psql_db <<SQL
+SET synchronous_commit = off;
+SET jit = off;
+SET enable_seqscan = off;
+WITH bound AS (
+    -- An evaluation's id starts with its millisecond: the first id at or after the moment
+    -- between evaluation g - 1 and g (see draw.at above).
+    SELECT CASE WHEN g = 1 THEN '00000000-0000-0000-0000-000000000000'::uuid
+                WHEN g > p.n THEN 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid
+                ELSE (lpad(to_hex(floor(extract(epoch FROM p.start_at
+                        + (p.end_at - p.start_at - interval '1 second')
+                          * ((sqrt(1 + 8 * ((g - 1)::float8 / p.n)) - 1) / 2)) * 1000)::bigint),
+                        12, '0') || repeat('0', 20))::uuid END AS id, side
+    FROM bench_params p, (VALUES ($lo::bigint, 'lo'), ($hi::bigint + 1, 'hi')) v (g, side)
+)
+INSERT INTO review_items (id, tenant_id, evaluation_id, created_at, decision, reason, priority,
+    template_id, template_version, extractor_vendor, extractor_model, reliability_score,
+    drift_score, status, claimed_by, claimed_at, claim_count, resolved_at, resolved_by, outcome)
+SELECT (substr(replace(e.id::text, '-', ''), 1, 12) || '7' || substr(h, 1, 3)
+          || substr('89ab', 1 + get_byte(decode(h, 'hex'), 15) % 4, 1) || substr(h, 4, 15))::uuid,
+       e.tenant_id, e.id, e.created_at, e.decision, 'decision',
+       -- domain::review::priority: the class, then round((1 - reliability) × 99).
+       CASE e.decision WHEN 'REVIEW' THEN 300 WHEN 'REJECT' THEN 200 ELSE 100 END
+           + round(((1 - LEAST(GREATEST(e.reliability_score, 0), 1)) * 99)::numeric)::int,
+       e.template_id, e.template_version, e.extractor_vendor, e.extractor_model,
+       e.reliability_score, e.drift_score,
+       CASE WHEN e.feedback_outcome IS NULL THEN 'open' ELSE 'resolved' END,
+       r.actor,
+       e.feedback_at - interval '1 second' * (e.feedback ->> 'review_seconds')::float8,
+       CASE WHEN e.feedback_outcome IS NULL THEN 0 ELSE 1 END,
+       e.feedback_at, r.actor, e.feedback_outcome
+FROM evaluations e
+CROSS JOIN LATERAL md5(e.id::text || '/review-item') h
+LEFT JOIN bench_reviewers r
+  ON e.feedback_outcome IS NOT NULL AND r.k = get_byte(decode(h, 'hex'), 14) % 6
+WHERE e.tenant_id = '$tenant' AND e.decision <> 'MATCH'
+  AND e.id >= (SELECT id FROM bound WHERE side = 'lo')
+  AND e.id < (SELECT id FROM bound WHERE side = 'hi');
+SQL
+  printf '  review items of evaluations %s..%s: %.1f s\n' "$lo" "$hi" "$(echo "$(date +%s.%N) - $start" | bc)"
+}
+for ((lo = 1; lo <= n; lo += chunk)); do
+  hi=$((lo + chunk - 1)); [ "$hi" -gt "$n" ] && hi=$n
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n; done
+  load_items "$lo" "$hi" &
+done
+wait
+phase "review items ($jobs sessions)"
+
+psql_db -tA -c "SELECT indexdef || ';' FROM bench_review_indexes" | psql_db -c "SET maintenance_work_mem = '1GB'" -f -
+psql_db <<SQL
+UPDATE review_items i SET status = 'claimed', lease_token = md5(i.id::text || '/lease')::uuid,
+    claimed_by = r.actor, claimed_at = now() - interval '1 minute' * (c.k + 1),
+    lease_expires_at = now() - interval '1 minute' * (c.k + 1) + interval '14400 seconds',
+    claim_count = i.claim_count + 1
+FROM (SELECT id, row_number() OVER (ORDER BY priority DESC, id) - 1 AS k
+      FROM (SELECT id, priority FROM review_items
+            WHERE tenant_id = '$tenant' AND status <> 'resolved'
+            ORDER BY priority DESC, id LIMIT 3) q) c
+JOIN bench_reviewers r ON r.k = c.k
+WHERE i.id = c.id;
+DROP TABLE bench_review_indexes, bench_reviewers;
+SQL
+phase "review item indexes rebuilt, 3 items claimed"
 
 # 4. What the commit path keeps besides the rows: each version's evaluation count.
 psql_db <<SQL
@@ -267,6 +373,8 @@ SELECT 'evaluations', COUNT(*) FROM evaluations;
 SELECT 'rollup rows', COUNT(*) FROM evaluation_rollups;
 SELECT 'histogram rows', COUNT(*) FROM evaluation_histograms;
 SELECT 'feedback rollup rows', COUNT(*) FROM feedback_rollups;
+SELECT 'evaluations with feedback', COUNT(*) FROM evaluations WHERE feedback_outcome IS NOT NULL;
+SELECT 'review items ' || status, COUNT(*) FROM review_items GROUP BY status ORDER BY status;
 SELECT 'database size', pg_size_pretty(pg_database_size(current_database()));
 SQL
 printf '%-44s %8.1f s\n' "total" "$(echo "$(date +%s.%N) - $t0" | bc)"

@@ -17,6 +17,14 @@
 //!
 //! `--versions V` registers versions 1..=V of each of the `--templates` ids (each version a
 //! slightly moved layout), and `--duration 0` stops after registering.
+//!
+//! `--mode review` measures the review queue: `--fill N` first evaluates N documents of
+//! unseen layouts through `POST /v1/evaluate/batch` (100 a request; in a tenant without
+//! templates each is NEW, so each becomes a review item), then each of `--concurrency`
+//! reviewers loops `POST /v1/review-items/claim-next` → `POST /v1/review-items/{id}/resolve`
+//! with outcome `correct` and the claim's lease token, until claim-next answers 204 (the
+//! queue is empty) or `--duration` seconds have passed. It prints items resolved per second
+//! and the claim's and the resolve's latency percentiles.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +41,7 @@ struct Args {
     concurrency: usize,
     duration: u64,
     seed: u64,
+    fill: usize,
 }
 
 fn parse_args() -> Args {
@@ -46,6 +55,7 @@ fn parse_args() -> Args {
         concurrency: 16,
         duration: 20,
         seed: 1,
+        fill: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -60,6 +70,7 @@ fn parse_args() -> Args {
             "--concurrency" => a.concurrency = value().parse().expect("--concurrency N"),
             "--duration" => a.duration = value().parse().expect("--duration SECONDS"),
             "--seed" => a.seed = value().parse().expect("--seed N"),
+            "--fill" => a.fill = value().parse().expect("--fill N"),
             other => panic!("unknown flag {other}; see the example's doc comment"),
         }
     }
@@ -225,6 +236,15 @@ async fn main() {
             started.elapsed().as_secs_f64()
         );
     }
+    if args.mode == "review" {
+        if args.fill > 0 {
+            fill_queue(&args, &client, &key).await;
+        }
+        if args.duration > 0 {
+            review(&args, &client, &key).await;
+        }
+        return;
+    }
     if args.duration == 0 {
         return;
     }
@@ -319,5 +339,168 @@ async fn main() {
         pct(0.95),
         pct(0.99),
         statuses
+    );
+}
+
+/// The latency at quantile `p` of sorted latencies, in milliseconds (0 when there are none).
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+/// Evaluates `--fill` documents of layouts no template has, 100 a batch, four batches in
+/// flight; says how many came back NEW (each of those is a review item).
+async fn fill_queue(args: &Args, client: &reqwest::Client, key: &str) {
+    let started = Instant::now();
+    let batches = args.fill.div_ceil(100);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency.clamp(1, 4) {
+        let (client, key, next) = (client.clone(), key.to_string(), next.clone());
+        let (url, seed, fill) = (args.url.clone(), args.seed, args.fill);
+        tasks.push(tokio::spawn(async move {
+            let (mut evaluated, mut new) = (0usize, 0usize);
+            loop {
+                let b = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if b >= batches {
+                    break;
+                }
+                let documents: Vec<Value> = (b * 100..((b + 1) * 100).min(fill))
+                    .map(|i| {
+                        let i = i as u64;
+                        let mut r = Rng(seed ^ (i + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
+                        // A layout seed no registered template uses (those are seed × 1 000 003 + i).
+                        evaluate_body(layout(u64::MAX - (1 << 32) - i, Some(&mut r)), i)
+                    })
+                    .collect();
+                let r = client
+                    .post(format!("{url}/v1/evaluate/batch"))
+                    .header("x-api-key", &key)
+                    .json(&json!({ "documents": documents }))
+                    .send()
+                    .await
+                    .expect("evaluate a batch");
+                let status = r.status().as_u16();
+                let body: Value = r.json().await.unwrap_or_default();
+                assert_eq!(status, 200, "a fill batch answered {status}: {body}");
+                for item in body["results"].as_array().into_iter().flatten() {
+                    if item["status"] == 200 {
+                        evaluated += 1;
+                        new += usize::from(item["evaluation"]["decision"] == "NEW");
+                    }
+                }
+            }
+            (evaluated, new)
+        }));
+    }
+    let (mut evaluated, mut new) = (0, 0);
+    for t in tasks {
+        let (e, n) = t.await.unwrap();
+        evaluated += e;
+        new += n;
+    }
+    eprintln!(
+        "fill: {evaluated} of {} documents evaluated, {new} NEW ({:.1}s)",
+        args.fill,
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Reviewers claiming the next item and resolving it as correct until the queue is empty.
+async fn review(args: &Args, client: &reqwest::Client, key: &str) {
+    let deadline = Instant::now() + Duration::from_secs(args.duration);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency {
+        let (client, key, url) = (client.clone(), key.to_string(), args.url.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut claims, mut resolves) = (Vec::new(), Vec::new());
+            let mut claim_statuses = std::collections::BTreeMap::new();
+            let mut resolve_statuses = std::collections::BTreeMap::new();
+            let mut resolved = 0u64;
+            while Instant::now() < deadline {
+                let t0 = Instant::now();
+                let claim = client
+                    .post(format!("{url}/v1/review-items/claim-next"))
+                    .header("x-api-key", &key)
+                    .send()
+                    .await;
+                let (status, body) = match claim {
+                    Ok(r) => {
+                        let s = r.status().as_u16();
+                        (s, r.bytes().await.unwrap_or_default())
+                    }
+                    Err(_) => (0, Default::default()),
+                };
+                claims.push(t0.elapsed());
+                *claim_statuses.entry(status).or_insert(0u64) += 1;
+                if status == 204 {
+                    break; // the queue is empty
+                }
+                let claimed: Value = serde_json::from_slice(&body).unwrap_or_default();
+                let (Some(id), Some(token)) = (
+                    claimed["item"]["id"].as_str(),
+                    claimed["lease_token"].as_str(),
+                ) else {
+                    continue;
+                };
+                let t1 = Instant::now();
+                let status = match client
+                    .post(format!("{url}/v1/review-items/{id}/resolve"))
+                    .header("x-api-key", &key)
+                    .json(&json!({ "outcome": "correct", "lease_token": token }))
+                    .send()
+                    .await
+                {
+                    Ok(r) => {
+                        let s = r.status().as_u16();
+                        let _ = r.bytes().await;
+                        s
+                    }
+                    Err(_) => 0,
+                };
+                resolves.push(t1.elapsed());
+                *resolve_statuses.entry(status).or_insert(0u64) += 1;
+                resolved += u64::from(status == 200);
+            }
+            (claims, resolves, claim_statuses, resolve_statuses, resolved)
+        }));
+    }
+    let (mut claims, mut resolves) = (Vec::new(), Vec::new());
+    let mut claim_statuses = std::collections::BTreeMap::new();
+    let mut resolve_statuses = std::collections::BTreeMap::new();
+    let mut resolved = 0;
+    for t in tasks {
+        let (c, r, cs, rs, n) = t.await.unwrap();
+        claims.extend(c);
+        resolves.extend(r);
+        for (k, v) in cs {
+            *claim_statuses.entry(k).or_insert(0u64) += v;
+        }
+        for (k, v) in rs {
+            *resolve_statuses.entry(k).or_insert(0u64) += v;
+        }
+        resolved += n;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    claims.sort();
+    resolves.sort();
+    println!(
+        "mode=review concurrency={} duration={:.1}s requests={} items={} items_per_s={:.0} claim_p50={:.3}ms claim_p95={:.3}ms claim_p99={:.3}ms resolve_p50={:.3}ms resolve_p95={:.3}ms resolve_p99={:.3}ms claim_statuses={:?} resolve_statuses={:?}",
+        args.concurrency,
+        elapsed,
+        claims.len() + resolves.len(),
+        resolved,
+        resolved as f64 / elapsed,
+        percentile(&claims, 0.50),
+        percentile(&claims, 0.95),
+        percentile(&claims, 0.99),
+        percentile(&resolves, 0.50),
+        percentile(&resolves, 0.95),
+        percentile(&resolves, 0.99),
+        claim_statuses,
+        resolve_statuses
     );
 }
