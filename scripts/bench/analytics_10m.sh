@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Loads N (default 10 000 000) realistic evaluations and their review queue into one tenant
-# of a fresh PostgreSQL database, then their rollups with the backfill SQL of migration 0008,
+# of a fresh PostgreSQL database, then their rollups with the backfill SQL of migrations 0008 and 0011,
 # for the analytics latency benchmark in docs/BENCHMARKS.md ("Analytics at 10 M
 # evaluations"). Prints how long each phase took, the counts, and the command that serves
 # the database.
@@ -34,7 +34,7 @@
 #   are claimed under a live 4-hour lease;
 # - rows of the real shape (`storage/evaluations.rs`): UUIDv7 ids in time order, the
 #   metadata-only request and the answer as compact JSON documents.
-# Then the rollup tables are emptied and refilled by running migration 0008's backfill
+# Then the rollup tables are emptied and refilled by running migrations 0008/0011's backfill
 # statements again, so analytics answers what the commit path would have produced.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -52,6 +52,7 @@ for b in "$bin" "$loadgen"; do
   [ -x "$b" ] || { echo "build first: cargo build --release -p preflight && cargo build --release -p preflight --example loadgen" >&2; exit 1; }
 done
 migration=crates/preflight-server/migrations/postgres/0008_usage_and_analytics.sql
+rollups=crates/preflight-server/migrations/postgres/0011_two_grain_rollups.sql
 
 t0=$(date +%s.%N)
 phase_start=$t0
@@ -359,20 +360,24 @@ DROP TABLE bench_params, bench_versions, bench_indexes;
 SQL
 phase "template evaluation counts"
 
-# 5. The rollups, histograms, feedback rollups and usage counters: emptied, then migration
-#    0008's own backfill statements (from its first INSERT to its end) run again.
-psql_db -c "TRUNCATE usage_counters, evaluation_rollups, evaluation_histograms, feedback_rollups"
-{ echo "SET work_mem = '256MB'; SET jit = off;"; sed -n '/^INSERT INTO usage_counters/,$p' "$migration"; } | psql_db -f -
-phase "rollups (migration 0008's backfill)"
+# 5. The rollups and usage counters: emptied, then the migrations' own backfill statements
+#    run again (0008's usage counters, 0011's two-grain rollups).
+psql_db -c "TRUNCATE usage_counters, extractor_rollups, template_rollups, score_histograms, calibration_rollups, review_rollups"
+{ echo "SET work_mem = '256MB'; SET jit = off;"
+  sed -n '/^INSERT INTO usage_counters/,/;/p' "$migration"
+  sed -n '/^-- Backfill:/,$p' "$rollups"; } | psql_db -f -
+phase "rollups (migrations 0008 and 0011 backfill)"
 
 psql_db -c "VACUUM ANALYZE"
 phase "vacuum analyze"
 
 psql_db -tA -F ' ' <<SQL
 SELECT 'evaluations', COUNT(*) FROM evaluations;
-SELECT 'rollup rows', COUNT(*) FROM evaluation_rollups;
-SELECT 'histogram rows', COUNT(*) FROM evaluation_histograms;
-SELECT 'feedback rollup rows', COUNT(*) FROM feedback_rollups;
+SELECT 'extractor rollup rows (hour, day)', COUNT(*) FILTER (WHERE grain = 3600), COUNT(*) FILTER (WHERE grain = 86400) FROM extractor_rollups;
+SELECT 'template rollup rows (hour, day)', COUNT(*) FILTER (WHERE grain = 3600), COUNT(*) FILTER (WHERE grain = 86400) FROM template_rollups;
+SELECT 'histogram rows', COUNT(*) FROM score_histograms;
+SELECT 'calibration rollup rows', COUNT(*) FROM calibration_rollups;
+SELECT 'review rollup rows', COUNT(*) FROM review_rollups;
 SELECT 'evaluations with feedback', COUNT(*) FROM evaluations WHERE feedback_outcome IS NOT NULL;
 SELECT 'review items ' || status, COUNT(*) FROM review_items GROUP BY status ORDER BY status;
 SELECT 'database size', pg_size_pretty(pg_database_size(current_database()));
