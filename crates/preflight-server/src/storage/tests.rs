@@ -920,7 +920,7 @@ async fn the_upgrade_rolls_up_existing_evaluations_as_commits_do() {
 
 #[tokio::test]
 async fn ranges_sum_day_rows_and_hour_rows_to_what_the_evaluations_hold() {
-    use super::analytics::{AnalyticsStore, BucketRange, DAY, HOUR};
+    use super::analytics::{BucketRange, DAY, HOUR};
     use crate::domain::analytics::rollup_entry;
     // Evaluations over three UTC days (and a day away), at hours that put some in every
     // kind of edge: a range's partial first and last day, a time zone's day boundary.
