@@ -62,6 +62,15 @@ phase() { # prints the time since the previous phase
   phase_start=$now
 }
 psql_db() { psql -X -q -v ON_ERROR_STOP=1 -d "$db" "$@"; }
+in_chunks() { # runs "$1 lo hi" for every chunk of 1..n, $jobs at a time
+  local lo hi
+  for ((lo = 1; lo <= n; lo += chunk)); do
+    hi=$((lo + chunk - 1)); [ "$hi" -gt "$n" ] && hi=$n
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n; done
+    "$1" "$lo" "$hi" &
+  done
+  wait
+}
 
 # 1. A fresh database, migrated; a tenant on the unlimited plan and its key, the supported way.
 dropdb --if-exists "$db"
@@ -253,12 +262,7 @@ FROM o;
 SQL
   printf '  evaluations %s..%s: %.1f s\n' "$lo" "$hi" "$(echo "$(date +%s.%N) - $start" | bc)"
 }
-for ((lo = 1; lo <= n; lo += chunk)); do
-  hi=$((lo + chunk - 1)); [ "$hi" -gt "$n" ] && hi=$n
-  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n; done
-  load_chunk "$lo" "$hi" &
-done
-wait
+in_chunks load_chunk
 phase "evaluations ($n, $jobs sessions)"
 
 psql_db -tA -c "SELECT indexdef || ';' FROM bench_indexes" | psql_db -c "SET maintenance_work_mem = '1GB'" -f -
@@ -326,12 +330,7 @@ WHERE e.tenant_id = '$tenant' AND e.decision <> 'MATCH'
 SQL
   printf '  review items of evaluations %s..%s: %.1f s\n' "$lo" "$hi" "$(echo "$(date +%s.%N) - $start" | bc)"
 }
-for ((lo = 1; lo <= n; lo += chunk)); do
-  hi=$((lo + chunk - 1)); [ "$hi" -gt "$n" ] && hi=$n
-  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n; done
-  load_items "$lo" "$hi" &
-done
-wait
+in_chunks load_items
 phase "review items ($jobs sessions)"
 
 psql_db -tA -c "SELECT indexdef || ';' FROM bench_review_indexes" | psql_db -c "SET maintenance_work_mem = '1GB'" -f -

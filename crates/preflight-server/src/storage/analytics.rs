@@ -228,9 +228,9 @@ pub const HOUR: i64 = 3_600;
 pub const DAY: i64 = 86_400;
 const GRAINS: [i64; 2] = [HOUR, DAY];
 
-/// The start of the `grain` bucket an hour falls in.
-fn bucket_of(hour: i64, grain: i64) -> i64 {
-    hour.div_euclid(grain) * grain
+/// The start of the `grain` bucket an instant (unix seconds) falls in.
+fn bucket_of(t: i64, grain: i64) -> i64 {
+    t.div_euclid(grain) * grain
 }
 
 /// A time range of rollup buckets: `[from, to)` in unix seconds (hour-aligned), grouped in
@@ -273,25 +273,23 @@ impl BucketRange {
     /// or (`grouped` false) a query that sums the range without grouping it in time; hour
     /// rows serve the rest, and all of it in a time zone whose days are not UTC's.
     pub fn cover(&self, grouped: bool) -> Cover {
-        let day_from = self.from.div_euclid(DAY) * DAY + if self.from % DAY == 0 { 0 } else { DAY };
+        let day_from = (self.from + DAY - 1).div_euclid(DAY) * DAY;
         let day_to = self.to.div_euclid(DAY) * DAY;
         let one_bucket = (self.from + self.offset).rem_euclid(self.size) == 0
             && self.to - self.from <= self.size;
         let whole_days = self.size % DAY == 0 && self.offset.rem_euclid(DAY) == 0;
-        if (!grouped || one_bucket || whole_days) && day_from < day_to {
-            Cover {
-                from: self.from,
-                to: self.to,
-                day_from,
-                day_to,
-            }
+        let days = (!grouped || one_bucket || whole_days) && day_from < day_to;
+        // Without days, an empty day span at the end leaves every hour to hour rows.
+        let (day_from, day_to) = if days {
+            (day_from, day_to)
         } else {
-            Cover {
-                from: self.from,
-                to: self.to,
-                day_from: self.to,
-                day_to: self.to,
-            }
+            (self.to, self.to)
+        };
+        Cover {
+            from: self.from,
+            to: self.to,
+            day_from,
+            day_to,
         }
     }
 
@@ -309,7 +307,7 @@ impl BucketRange {
     }
 
     /// A query over the whole range, ungrouped in time: `$1` tenant, `$2`–`$5` the cover.
-    fn ungrouped(&self, tenant_id: Uuid, sql: String) -> Query {
+    pub(crate) fn ungrouped(&self, tenant_id: Uuid, sql: String) -> Query {
         let c = self.cover(false);
         Query::new(sql)
             .bind(tenant_id)
@@ -771,7 +769,6 @@ pub(crate) async fn add_review_resolution(
     resolved_at: DateTime<Utc>,
     created_at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let hour = resolved_at.timestamp().div_euclid(HOUR) * HOUR;
     // Each instant rounded to the millisecond, then subtracted: what SQLite's date
     // functions (millisecond precision) and so both backfills compute.
     let millis = |t: DateTime<Utc>| {
@@ -788,7 +785,7 @@ pub(crate) async fn add_review_resolution(
         [
             Arg::Uuid(tenant_id),
             Arg::I64(grain),
-            Arg::I64(bucket_of(hour, grain)),
+            Arg::I64(bucket_of(resolved_at.timestamp(), grain)),
             Arg::I64(1),
             Arg::F64(seconds),
             Arg::F64(seconds),

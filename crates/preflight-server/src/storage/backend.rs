@@ -71,15 +71,6 @@ impl Backend {
         }
     }
 
-    /// Seconds from timestamp column `from` to `to`, as a double. SQLite stores times as
-    /// RFC 3339 text, which `julianday` reads.
-    pub fn seconds_between(self, from: &str, to: &str) -> String {
-        match self {
-            Backend::Postgres => format!("EXTRACT(EPOCH FROM ({to} - {from}))::float8"),
-            Backend::Sqlite => format!("((julianday({to}) - julianday({from})) * 86400.0)"),
-        }
-    }
-
     /// A query answering whether the migrations table exists yet.
     pub fn migrations_table_exists(self) -> &'static str {
         match self {

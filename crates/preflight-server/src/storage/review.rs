@@ -564,16 +564,6 @@ impl ReviewStore for SqlStore {
              FROM {}",
             covering("review_rollups", 2)
         );
-        let c = range.cover(false);
-        self.db
-            .fetch_one(
-                Query::new(sql)
-                    .bind(tenant_id)
-                    .bind(c.from)
-                    .bind(c.to)
-                    .bind(c.day_from)
-                    .bind(c.day_to),
-            )
-            .await
+        self.db.fetch_one(range.ungrouped(tenant_id, sql)).await
     }
 }
