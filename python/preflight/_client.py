@@ -34,7 +34,7 @@ import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import (Any, AsyncIterator, Callable, Dict, Iterator, List, Mapping, Optional,
+from typing import (Any, AsyncIterator, Awaitable, Callable, Dict, Iterator, List, Mapping, Optional,
                     Sequence, Type, TypeVar, Union)
 
 import httpx
@@ -87,6 +87,32 @@ M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass
+
+def _follow(list_page: Callable[..., Any], filters: Dict[str, Any]) -> Iterator[Any]:
+    """Every item of every page ``list_page`` returns, following ``next_cursor``: the one
+    loop behind each ``iter_*``."""
+    cursor = None
+    while True:
+        page = list_page(cursor=cursor, **filters)
+        yield from page.items
+        if not page.next_cursor:
+            return
+        cursor = page.next_cursor
+
+
+async def _follow_async(list_page: Callable[..., Awaitable[Any]],
+                        filters: Dict[str, Any]) -> AsyncIterator[Any]:
+    """:func:`_follow` for the asynchronous client."""
+    cursor = None
+    while True:
+        page = await list_page(cursor=cursor, **filters)
+        for item in page.items:
+            yield item
+        if not page.next_cursor:
+            return
+        cursor = page.next_cursor
+
+
 class _Call:
     """One API call, independent of how it is sent."""
 
@@ -732,13 +758,7 @@ class Client(_Base):
 
     def iter_templates(self, **filters: Any) -> Iterator[Template]:
         """Every template version matching ``filters``, following the cursor."""
-        cursor = None
-        while True:
-            page = self.list_templates(cursor=cursor, **filters)
-            yield from page.items
-            if not page.next_cursor:
-                return
-            cursor = page.next_cursor
+        return _follow(self.list_templates, filters)
 
     def add_exemplar(self, id: str, document: Any, *, version: Optional[int] = None,
                      from_: Optional[str] = None, page_size: Optional[PageSize] = None,
@@ -765,13 +785,7 @@ class Client(_Base):
 
     def iter_evaluations(self, **filters: Any) -> Iterator[EvaluationRecord]:
         """Every evaluation matching ``filters``, newest first, following the cursor."""
-        cursor = None
-        while True:
-            page = self.list_evaluations(cursor=cursor, **filters)
-            yield from page.items
-            if not page.next_cursor:
-                return
-            cursor = page.next_cursor
+        return _follow(self.list_evaluations, filters)
 
     def get_evaluation(self, evaluation_id: str) -> EvaluationRecord:
         """``GET /v1/evaluations/{id}``."""
@@ -835,13 +849,7 @@ class Client(_Base):
 
     def iter_alerts(self, **filters: Any) -> Iterator[AlertRecord]:
         """Every alert matching ``filters``, newest first, following the cursor."""
-        cursor = None
-        while True:
-            page = self.list_alerts(cursor=cursor, **filters)
-            yield from page.items
-            if not page.next_cursor:
-                return
-            cursor = page.next_cursor
+        return _follow(self.list_alerts, filters)
 
     def get_alert(self, id: str) -> AlertRecord:
         """``GET /v1/alerts/{id}``."""
@@ -886,13 +894,7 @@ class Client(_Base):
         """Every item matching ``filters`` (those of :meth:`list_review_items`), in the
         queue's order, following the cursor. Pages neither skip nor repeat items while new
         ones arrive."""
-        cursor = None
-        while True:
-            page = self.list_review_items(cursor=cursor, **filters)
-            yield from page.items
-            if not page.next_cursor:
-                return
-            cursor = page.next_cursor
+        return _follow(self.list_review_items, filters)
 
     def get_review_item(self, id: str) -> ReviewItem:
         """``GET /v1/review-items/{id}``."""
@@ -1155,6 +1157,10 @@ class AsyncClient(_Base):
         return await self._run(self._list_templates(status=status, template_id=template_id,
                                                     limit=limit, cursor=cursor))
 
+    def iter_templates(self, **filters: Any) -> AsyncIterator[Template]:
+        """See :meth:`Client.iter_templates` (``async for``)."""
+        return _follow_async(self.list_templates, filters)
+
     async def add_exemplar(self, id: str, document: Any, *, version: Optional[int] = None,
                            from_: Optional[str] = None, page_size: Optional[PageSize] = None,
                            idempotency_key: Optional[str] = None) -> Template:
@@ -1182,6 +1188,10 @@ class AsyncClient(_Base):
             decision=decision, template_id=template_id, correlation_id=correlation_id,
             pipeline_id=pipeline_id, min_reliability=min_reliability, max_drift=max_drift,
             from_=from_, to=to, limit=limit, cursor=cursor))
+
+    def iter_evaluations(self, **filters: Any) -> AsyncIterator[EvaluationRecord]:
+        """See :meth:`Client.iter_evaluations` (``async for``)."""
+        return _follow_async(self.list_evaluations, filters)
 
     async def get_evaluation(self, evaluation_id: str) -> EvaluationRecord:
         """See :meth:`Client.get_evaluation`."""
@@ -1243,6 +1253,10 @@ class AsyncClient(_Base):
             status=status, severity=severity, metric=metric, delivery_status=delivery_status,
             template_id=template_id, limit=limit, cursor=cursor))
 
+    def iter_alerts(self, **filters: Any) -> AsyncIterator[AlertRecord]:
+        """See :meth:`Client.iter_alerts` (``async for``)."""
+        return _follow_async(self.list_alerts, filters)
+
     async def get_alert(self, id: str) -> AlertRecord:
         """See :meth:`Client.get_alert`."""
         return await self._run(self._get_alert(id))
@@ -1277,16 +1291,9 @@ class AsyncClient(_Base):
             evaluation_id=evaluation_id, min_age_seconds=min_age_seconds,
             max_age_seconds=max_age_seconds, sort=sort, limit=limit, cursor=cursor))
 
-    async def iter_review_items(self, **filters: Any) -> AsyncIterator[ReviewItem]:
+    def iter_review_items(self, **filters: Any) -> AsyncIterator[ReviewItem]:
         """See :meth:`Client.iter_review_items` (``async for``)."""
-        cursor = None
-        while True:
-            page = await self.list_review_items(cursor=cursor, **filters)
-            for item in page.items:
-                yield item
-            if not page.next_cursor:
-                return
-            cursor = page.next_cursor
+        return _follow_async(self.list_review_items, filters)
 
     async def get_review_item(self, id: str) -> ReviewItem:
         """See :meth:`Client.get_review_item`."""

@@ -259,6 +259,14 @@ def test_async_client(server):
             assert (await c.get_template(tid)).exemplar_count == 2
             assert (await c.list_templates(template_id=tid)).items[0].id == t.id
             assert (await c.list_evaluations(template_id=tid, limit=1)).items
+            # Following the cursor one item a page: every evaluation, newest first, once.
+            followed = [e.evaluation_id async for e in c.iter_evaluations(template_id=tid, limit=1)]
+            assert followed == [e.evaluation_id for e in (
+                await c.list_evaluations(template_id=tid, limit=100)).items]
+            assert set(followed) == {r.evaluation_id for r in results} | {
+                batch.results[0].evaluation.evaluation_id}
+            assert [x.id async for x in c.iter_templates(template_id=tid, limit=1)] == [t.id]
+            assert [a async for a in c.iter_alerts(template_id=tid, limit=1)] == []
             assert (await c.template_drift(tid)).evaluation_count >= 3
             assert (await c.add_exemplar(tid, AZ / "Invoice_3.pdf.ocr.json")).exemplar_count == 3
             assert (await c.set_template_status(tid, "deprecated")).status == "deprecated"

@@ -149,7 +149,8 @@ pub struct AnalyticsQuery {
     pub from_ts: Option<String>,
     /// End (exclusive), RFC 3339 or unix seconds; default now. Rounded up likewise.
     pub to_ts: Option<String>,
-    /// Timeseries only: `hour` or `day` (default `day`).
+    /// Timeseries only (documented on its route); 400 elsewhere.
+    #[param(ignore)]
     pub interval: Option<String>,
     /// `UTC` (default) or a whole-hour UTC offset such as `+05:00` or `-08:00`: where
     /// day boundaries fall.
@@ -528,6 +529,9 @@ pub struct ExtractorStats {
     pub automation_rate: Option<f64>,
     pub avg_drift: Option<f64>,
     pub avg_reliability: Option<f64>,
+    /// The mean of the evaluations' `match_confidence`, NEW and REJECT included (theirs is
+    /// the closest template's confidence, 0 when the tenant has none): how well this
+    /// extractor's output matches the templates at all.
     pub avg_match_confidence: Option<f64>,
     /// The extractor's own confidence, as it reported it.
     pub avg_extractor_confidence: Option<f64>,
@@ -600,6 +604,7 @@ pub struct TemplateStats {
     pub automation_rate: Option<f64>,
     pub avg_drift: Option<f64>,
     pub avg_reliability: Option<f64>,
+    /// The mean `match_confidence` of the evaluations attributed to this version.
     pub avg_match_confidence: Option<f64>,
     /// Change points its drift detector confirmed within the range.
     pub change_points: i64,

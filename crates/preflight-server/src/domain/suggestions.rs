@@ -70,6 +70,9 @@ pub struct SuggestionQuery {
     /// End (exclusive), RFC 3339 or unix seconds; default now.
     pub to_ts: Option<String>,
     /// Smallest cluster to suggest, 2..=5000 (default 3, the engine's `min_cluster_size`).
+    // Read as text so a bad value gets this route's own 400 naming the bounds, not the
+    // query extractor's generic one; documented as the integer it must be.
+    #[param(value_type = Option<u32>, minimum = 2, maximum = 5000)]
     pub min_size: Option<String>,
 }
 

@@ -28,7 +28,9 @@ pub async fn summary(
     ))
 }
 
-#[utoipa::path(get, path = "/v1/analytics/timeseries", tag = "analytics", params(AnalyticsQuery),
+#[utoipa::path(get, path = "/v1/analytics/timeseries", tag = "analytics",
+    params(AnalyticsQuery,
+        ("interval" = Option<String>, Query, description = "`hour` or `day` (default `day`)")),
     security(("api_key" = []), ("bearer" = [])),
     responses((status = 200, body = Timeseries), (status = 400, body = Problem), (status = 403, body = Problem)))]
 pub async fn timeseries(

@@ -33,8 +33,9 @@ use crate::storage::review::{QueueOrder, QueueState, ReviewFilter};
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct QueueSelection {
-    /// `open` (claimable), `claimed`, `resolved`, or `unresolved` (default: open and
-    /// claimed). Ignored by claim-next, which only takes open items.
+    /// Listing only (documented on its route): claim-next takes open items and refuses a
+    /// `status`.
+    #[param(ignore)]
     pub status: Option<String>,
     /// `MATCH`, `REVIEW`, `NEW` or `REJECT`.
     pub decision: Option<String>,
@@ -137,7 +138,10 @@ pub struct ReviewPage {
 }
 
 /// The queue, highest priority first (or oldest first with `sort=age`).
-#[utoipa::path(get, path = "/v1/review-items", tag = "review", params(QueueSelection, PageQuery),
+#[utoipa::path(get, path = "/v1/review-items", tag = "review",
+    params(("status" = Option<String>, Query,
+            description = "`open` (claimable), `claimed`, `resolved`, or `unresolved` (default: open and claimed)"),
+        QueueSelection, PageQuery),
     security(("api_key" = []), ("bearer" = [])),
     responses((status = 200, body = ReviewPage), (status = 422, body = Problem)))]
 pub async fn list(
@@ -221,6 +225,11 @@ pub async fn claim_next(
         req.lease_token.is_none(),
         "lease_token",
         "extend a claim with POST /v1/review-items/{id}/claim",
+    );
+    v.check(
+        selection.status.is_none(),
+        "status",
+        "claim-next takes open items only; leave status out",
     );
     let filter = filter(&mut v, selection, 1, None, Utc::now());
     v.into_result()?;

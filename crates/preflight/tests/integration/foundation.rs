@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::support::relay::Relay;
 use crate::support::*;
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn get_json(url: &str) -> (StatusCode, Value) {
@@ -583,6 +583,44 @@ async fn docs_are_served_from_the_binary_and_can_be_turned_off() {
             "{path} missing from the spec"
         );
     }
+
+    // Each route documents the query parameters it takes, and no others: `interval` only on
+    // the timeseries (the other analytics routes answer 400 to it), `status` only on the
+    // queue's listing (claim-next takes open items and answers 422 to it), and numbers as
+    // numbers.
+    let params = |path: &str, method: &str| -> Vec<String> {
+        spec["paths"][path][method]["parameters"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{method} {path} has no parameters"))
+            .iter()
+            .filter(|p| p["in"] == "query")
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let has = |path: &str, method: &str, name: &str| params(path, method).iter().any(|p| p == name);
+    assert!(has("/v1/analytics/timeseries", "get", "interval"));
+    for route in ["summary", "extractors", "templates", "calibration"] {
+        let path = format!("/v1/analytics/{route}");
+        assert!(!has(&path, "get", "interval"), "{path}");
+        assert!(has(&path, "get", "from_ts") && has(&path, "get", "tz"), "{path}");
+    }
+    assert!(has("/v1/review-items", "get", "status"));
+    assert!(!has("/v1/review-items/claim-next", "post", "status"));
+    assert!(has("/v1/review-items/claim-next", "post", "template_id"));
+    let min_size = spec["paths"]["/v1/template-suggestions"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "min_size")
+        .unwrap()["schema"]
+        .clone();
+    let integer = min_size["type"] == "integer" || min_size["type"] == json!(["integer", "null"]);
+    assert!(integer, "{min_size}");
+    assert_eq!(
+        (&min_size["minimum"], &min_size["maximum"]),
+        (&json!(2), &json!(5000)),
+        "{min_size}"
+    );
 
     let off = TestServer::start(ServerOptions::default().with("ENABLE_DOCS", "false")).await;
     for path in ["/docs", "/openapi.json"] {

@@ -416,6 +416,17 @@ async fn uncertain_answers_become_items_that_resolve_as_feedback(backend: Backen
         .send(Method::POST, "/v1/review-items/claim-next", None, &[])
         .await;
     assert_eq!(next.status, 204, "{next:?}");
+    // claim-next takes open items only: a status is refused, not ignored.
+    let r = api
+        .send(
+            Method::POST,
+            "/v1/review-items/claim-next?status=claimed",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 422, "{r:?}");
+    assert_eq!(r.body["errors"][0]["field"], "status", "{r:?}");
     let bulk = other
         .post(
             "/v1/review-items/resolve",
