@@ -342,7 +342,8 @@ pub trait AnalyticsStore: Send + Sync {
         tenant_id: Uuid,
         range: BucketRange,
     ) -> Result<Vec<BucketTotals>, StoreError>;
-    /// Histogram counts per bucket, metric and bin: `(bucket, metric, bin, n)`.
+    /// Histogram counts by bucket, metric and bin: `(bucket, metric, bin, n)`, in no order
+    /// and not always summed (a key may come in several rows: the caller adds them up).
     async fn histogram_bins(
         &self,
         tenant_id: Uuid,
@@ -408,12 +409,27 @@ impl AnalyticsStore for SqlStore {
         tenant_id: Uuid,
         range: BucketRange,
     ) -> Result<Vec<(i64, i16, i16, i64)>, StoreError> {
-        let sql = format!(
-            "SELECT {} AS bucket, metric, bin, CAST(SUM(n) AS BIGINT) FROM {} \
-             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-            BucketRange::BUCKET,
-            covering("score_histograms", 4)
-        );
+        // The caller folds the rows into its bins whatever their order, so SQL sums only
+        // where that shrinks the answer: a bucket coarser than the rows read. Where each
+        // row is its own bucket's bin (hour buckets; UTC days read from day rows) grouping
+        // and sorting cost PostgreSQL three times the scan (110 ms against 36 ms for a
+        // year of daily bins at 10 M evaluations) and saved nothing.
+        let cover = range.cover(true);
+        let row_per_bin =
+            range.size == HOUR || (range.size == DAY && cover.day_from < cover.day_to);
+        let sql = if row_per_bin {
+            format!(
+                "SELECT {} AS bucket, metric, bin, n FROM {}",
+                BucketRange::BUCKET,
+                covering("score_histograms", 4)
+            )
+        } else {
+            format!(
+                "SELECT {} AS bucket, metric, bin, CAST(SUM(n) AS BIGINT) FROM {} GROUP BY 1, 2, 3",
+                BucketRange::BUCKET,
+                covering("score_histograms", 4)
+            )
+        };
         self.db.fetch_all(range.grouped(tenant_id, sql)).await
     }
 

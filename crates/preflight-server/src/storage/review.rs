@@ -77,13 +77,21 @@ impl QueueState {
     /// The predicate, with `now` bound at `now`. States that do not depend on the time
     /// still name it (`IS NOT NULL` is always true), so every query of the queue binds the
     /// same placeholders in the same places.
+    ///
+    /// The unresolved states say `status <> 'resolved'` in so many words although their
+    /// other terms imply it: SQLite uses a partial index only when the query contains the
+    /// index's own condition, and without the queue indexes every claim would read and sort
+    /// all the items the tenant ever had, resolved ones included.
     fn predicate(self, now: &str) -> String {
         match self {
             QueueState::Unresolved => format!("status <> 'resolved' AND {now} IS NOT NULL"),
-            QueueState::Open => {
-                format!("(status = 'open' OR (status = 'claimed' AND lease_expires_at <= {now}))")
+            QueueState::Open => format!(
+                "status <> 'resolved' \
+                 AND (status = 'open' OR (status = 'claimed' AND lease_expires_at <= {now}))"
+            ),
+            QueueState::Claimed => {
+                format!("status <> 'resolved' AND status = 'claimed' AND lease_expires_at > {now}")
             }
-            QueueState::Claimed => format!("status = 'claimed' AND lease_expires_at > {now}"),
             QueueState::Resolved => format!("status = 'resolved' AND {now} IS NOT NULL"),
         }
     }
@@ -230,29 +238,44 @@ pub trait ReviewStore: Send + Sync {
     ) -> Result<ResolvedStats, StoreError>;
 }
 
-/// The filter's predicates after `tenant_id = $1`, with `now` at `$2`; the cursor only
-/// where `with_cursor`.
+/// The filter's predicates after `tenant_id = $1` and the state at `$2`, then the order;
+/// the cursor only where `with_cursor`. Only the filters given become predicates, so the
+/// statement's plan is the one for what is asked (a generic `$n IS NULL OR …` plan cannot
+/// know that a bare claim-next wants the first entry of the queue index).
 fn filtered(q: Query, f: &ReviewFilter, with_cursor: bool) -> Query {
-    let mut q = q
-        .push(" AND ($3 IS NULL OR decision = $3) AND ($4 IS NULL OR reason = $4)")
-        .push(" AND ($5 IS NULL OR template_id = $5) AND ($6 IS NULL OR extractor_vendor = $6)")
-        .push(" AND ($7 IS NULL OR extractor_model = $7) AND ($8 IS NULL OR evaluation_id = $8)")
-        .push(" AND ($9 IS NULL OR created_at <= $9) AND ($10 IS NULL OR created_at >= $10)")
-        .bind(f.decision.as_deref())
-        .bind(f.reason.as_deref())
-        .bind(f.template_id.as_deref())
-        .bind(f.extractor_vendor.as_deref())
-        .bind(f.extractor_model.as_deref())
-        .bind(f.evaluation_id)
-        .bind(f.created_until)
-        .bind(f.created_since);
+    fn and(q: Query, condition: &str, value: Option<Arg>) -> Query {
+        match value {
+            Some(v) => q.push(" AND ").push(condition).push_list([v]),
+            None => q,
+        }
+    }
+    let mut q = and(q, "decision = ", f.decision.as_deref().map(Arg::from));
+    q = and(q, "reason = ", f.reason.as_deref().map(Arg::from));
+    q = and(q, "template_id = ", f.template_id.as_deref().map(Arg::from));
+    q = and(
+        q,
+        "extractor_vendor = ",
+        f.extractor_vendor.as_deref().map(Arg::from),
+    );
+    q = and(
+        q,
+        "extractor_model = ",
+        f.extractor_model.as_deref().map(Arg::from),
+    );
+    q = and(q, "evaluation_id = ", f.evaluation_id.map(Arg::from));
+    q = and(q, "created_at <= ", f.created_until.map(Arg::from));
+    q = and(q, "created_at >= ", f.created_since.map(Arg::from));
     if let (true, Some(c)) = (with_cursor, f.after) {
         q = match f.order {
             QueueOrder::Priority => q
-                .push(" AND (priority < $11 OR (priority = $11 AND id > $12))")
-                .bind(c.priority)
-                .bind(c.id),
-            QueueOrder::Age => q.push(" AND id > $11").bind(c.id),
+                .push(" AND (priority < ")
+                .push_list([c.priority.into()])
+                .push(" OR (priority = ")
+                .push_list([c.priority.into()])
+                .push(" AND id > ")
+                .push_list([c.id.into()])
+                .push("))"),
+            QueueOrder::Age => and(q, "id > ", Some(c.id.into())),
         };
     }
     q.push(match f.order {
