@@ -602,7 +602,10 @@ async fn docs_are_served_from_the_binary_and_can_be_turned_off() {
     for route in ["summary", "extractors", "templates", "calibration"] {
         let path = format!("/v1/analytics/{route}");
         assert!(!has(&path, "get", "interval"), "{path}");
-        assert!(has(&path, "get", "from_ts") && has(&path, "get", "tz"), "{path}");
+        assert!(
+            has(&path, "get", "from_ts") && has(&path, "get", "tz"),
+            "{path}"
+        );
     }
     assert!(has("/v1/review-items", "get", "status"));
     assert!(!has("/v1/review-items/claim-next", "post", "status"));
