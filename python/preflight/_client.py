@@ -238,8 +238,6 @@ def _evaluate_body(
         }
     else:
         data, implied, own_bytes = to_bytes(document)
-        if implied == "docling":
-            features(document)  # raises the explanatory error
         feats = _features_of_bytes(data, from_ if from_ is not None else implied, page_size)
         body = feats.request()
         if own_bytes and client_doc_hash is None:
