@@ -86,8 +86,6 @@ MAX_RETRY_AFTER = 120.0
 M = TypeVar("M", bound=BaseModel)
 
 
-@dataclass
-
 def _follow(list_page: Callable[..., Any], filters: Dict[str, Any]) -> Iterator[Any]:
     """Every item of every page ``list_page`` returns, following ``next_cursor``: the one
     loop behind each ``iter_*``."""
@@ -113,6 +111,7 @@ async def _follow_async(list_page: Callable[..., Awaitable[Any]],
         cursor = page.next_cursor
 
 
+@dataclass
 class _Call:
     """One API call, independent of how it is sent."""
 
