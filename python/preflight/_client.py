@@ -86,8 +86,6 @@ MAX_RETRY_AFTER = 120.0
 M = TypeVar("M", bound=BaseModel)
 
 
-@dataclass
-
 def _follow(list_page: Callable[..., Any], filters: Dict[str, Any]) -> Iterator[Any]:
     """Every item of every page ``list_page`` returns, following ``next_cursor``: the one
     loop behind each ``iter_*``."""
@@ -113,6 +111,7 @@ async def _follow_async(list_page: Callable[..., Awaitable[Any]],
         cursor = page.next_cursor
 
 
+@dataclass
 class _Call:
     """One API call, independent of how it is sent."""
 
@@ -238,8 +237,6 @@ def _evaluate_body(
         }
     else:
         data, implied, own_bytes = to_bytes(document)
-        if implied == "docling":
-            features(document)  # raises the explanatory error
         feats = _features_of_bytes(data, from_ if from_ is not None else implied, page_size)
         body = feats.request()
         if own_bytes and client_doc_hash is None:

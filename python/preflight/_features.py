@@ -119,6 +119,7 @@ def to_bytes(obj: Any) -> Tuple[bytes, Optional[str], bool]:
     name = type(obj).__name__
     if module.startswith("docling"):
         if callable(getattr(obj, "export_to_dict", None)):
+            # docling-core's DoclingDocument: export_to_dict() is the JSON save_as_json writes.
             return _dumps(obj.export_to_dict()), "docling", False
     if module.startswith("textractor") and isinstance(getattr(obj, "response", None), Mapping):
         # amazon-textract-textractor's Document keeps the raw API response.
@@ -157,8 +158,8 @@ def features(
 
     ``from_`` forces a format, with the names of ``preflight features --from``
     (``textract``, ``azure``, ``google``, ``tesseract-tsv``, ``hocr``, ``paddleocr``,
-    ``tesseract``, and aliases); by default it is detected from the content, or implied by
-    the SDK object's type. ``page_size=(width, height)`` gives the page size in the input's
+    ``docling``, ``tesseract``, and aliases); by default it is detected from the content, or
+    implied by the SDK object's type. ``page_size=(width, height)`` gives the page size in the input's
     units for formats that carry none (PaddleOCR, Tesseract pages without a page box).
 
     Raises :class:`preflight.AdapterError` (with the adapters' message and a ``kind``) when
@@ -166,12 +167,4 @@ def features(
     for an object type it cannot read.
     """
     data, implied, _ = to_bytes(obj_or_path)
-    if implied == "docling":
-        # The adapters have no docling reader yet: say so rather than "unrecognized input".
-        raise AdapterError(
-            "docling documents are not supported yet: preflight's adapters read Textract, "
-            "Azure, Google, Tesseract TSV/hOCR and PaddleOCR outputs",
-            kind="unsupported",
-            unrecognized=True,
-        )
     return _features_of_bytes(data, from_ if from_ is not None else implied, page_size)

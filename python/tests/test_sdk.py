@@ -8,7 +8,7 @@ import json
 import pytest
 
 import preflight
-from conftest import data_dir, extractor_files
+from conftest import cli_features, data_dir, extractor_files
 
 
 def _converts(path):
@@ -104,15 +104,163 @@ def test_document_ai_document_proto():
     assert exact >= 8, exact
 
 
-def test_docling_is_refused_with_a_clear_message():
-    # docling is not a test dependency (it pulls in torch); a stand-in with docling's module
-    # name and export_to_dict() exercises the dispatch.
-    class DoclingDocument:
-        __module__ = "docling_core.types.doc.document"
+# docling: DoclingDocument objects built with docling-core (pydantic types, no models) from
+# the shared data's real layouts, as docling's layout model would report those pages.
 
-        def export_to_dict(self):
-            return {"schema_name": "DoclingDocument", "pages": {}, "texts": []}
+# PubLayNet category → (docling label, engine type the adapters must give).
+PUBLAYNET = {"text": ("text", "text"), "title": ("title", "title"), "list": ("list_item", "list"),
+             "table": ("table", "table"), "figure": ("picture", "figure")}
+# DocBank token label → (docling label, engine type).
+DOCBANK = {"paragraph": ("text", "text"), "abstract": ("text", "text"), "author": ("text", "text"),
+           "date": ("text", "text"), "reference": ("reference", "text"), "caption": ("caption", "text"),
+           "title": ("title", "title"), "section": ("section_header", "heading"),
+           "list": ("list_item", "list"), "table": ("table", "table"), "figure": ("picture", "figure"),
+           "equation": ("formula", "formula"), "footer": ("page_footer", "footer")}
+# Text given to every item: it must not reach the features.
+SENTINEL = "Sentinel Quokka paragraph"
 
-    with pytest.raises(preflight.AdapterError) as e:
-        preflight.features(DoclingDocument())
-    assert "docling" in str(e.value) and e.value.kind == "unsupported"
+
+def _docling_document(name, pages, bottom_left=False):
+    """A DoclingDocument with ``pages`` = [(width, height, [(docling label, (l, t, r, b))])],
+    boxes in top-left page coordinates; ``bottom_left`` stores them with docling's own
+    conversion to a bottom-left origin."""
+    from docling_core.types.doc import (BoundingBox, CoordOrigin, DocItemLabel, DoclingDocument,
+                                        ProvenanceItem, Size, TableData)
+    from docling_core.types.doc.document import DocumentOrigin
+
+    doc = DoclingDocument(name=name, origin=DocumentOrigin(
+        mimetype="image/jpeg", binary_hash=1, filename=f"{name}.jpg"))
+    for page_no, (width, height, items) in enumerate(pages, start=1):
+        doc.add_page(page_no=page_no, size=Size(width=width, height=height))
+        lists = None
+        for label, ltrb in items:
+            bbox = BoundingBox.from_tuple(ltrb, CoordOrigin.TOPLEFT)
+            if bottom_left:
+                bbox = bbox.to_bottom_left_origin(page_height=height)
+            prov = ProvenanceItem(page_no=page_no, bbox=bbox, charspan=(0, len(SENTINEL)))
+            if label == "list_item":
+                lists = lists or doc.add_list_group()
+                doc.add_list_item(text=SENTINEL, parent=lists, prov=prov)
+                continue
+            lists = None
+            if label == "table":
+                doc.add_table(data=TableData(num_rows=0, num_cols=0), prov=prov)
+            elif label == "picture":
+                doc.add_picture(prov=prov)
+            elif label == "title":
+                doc.add_title(text=SENTINEL, prov=prov)
+            elif label == "section_header":
+                doc.add_heading(text=SENTINEL, prov=prov)
+            elif label == "formula":
+                doc.add_formula(text=SENTINEL, prov=prov)
+            else:
+                doc.add_text(label=DocItemLabel(label), text=SENTINEL, prov=prov)
+    return doc
+
+
+def _publaynet_pages():
+    """[(file name, width, height, [(category, [x, y, w, h])])] in the sample's order."""
+    coco = json.loads((data_dir() / "layouts/publaynet/samples.json").read_text())
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    pages = []
+    for im in coco["images"]:
+        regions = [(names[a["category_id"]], a["bbox"]) for a in coco["annotations"]
+                   if a["image_id"] == im["id"]]
+        pages.append((im["file_name"], im["width"], im["height"], regions))
+    return pages
+
+
+def _docbank_pages(n):
+    """The first ``n`` DocBank pages: [(file stem, [(label, [x0, y0, x1, y1])])], 0–1000."""
+    files = sorted(p for p in (data_dir() / "layouts/docbank").glob("*.txt") if p.name != "labels.txt")
+    pages = []
+    for f in files[:n]:
+        tokens = []
+        for line in f.read_text(encoding="utf-8").splitlines():
+            cols = line.split("\t")
+            tokens.append((cols[9], [float(c) for c in cols[1:5]]))
+        pages.append((f.stem, tokens))
+    return pages
+
+
+def _check_docling(doc, expected_boxes, tmp_path):
+    """``features(doc)`` equals ``features(doc.export_to_dict())``, the CLI's ``--from docling``
+    and its auto-detection on the saved JSON; the boxes are ``expected_boxes``
+    ([(page, engine type, [x, y, w, h])], normalized); no text or file name leaks."""
+    ours = preflight.features(doc)
+    _same(ours, preflight.features(doc.export_to_dict()), doc.name)
+    path = tmp_path / f"{doc.name}.json"
+    doc.save_as_json(path)
+    for flags in (("--from", "docling"), ()):
+        cli = cli_features([path], *flags)[str(path)]
+        assert isinstance(cli, dict), cli
+        assert json.dumps(ours.to_dict(), sort_keys=True) == json.dumps(cli, sort_keys=True)
+    assert ours.format == "docling"
+    assert ours.extractor_metadata.vendor == "docling"
+    boxes = ours.structural_features.bounding_boxes
+    assert [(b.page, b.element_type) for b in boxes] == [(p, t) for p, t, _ in expected_boxes]
+    for b, (_, _, want) in zip(boxes, expected_boxes):
+        assert [b.x, b.y, b.width, b.height] == pytest.approx(want, abs=1e-9), (doc.name, b)
+    text = json.dumps(ours.to_dict())
+    assert "Quokka" not in text and doc.name not in text
+    return ours
+
+
+def test_docling_documents_of_publaynet_pages(tmp_path):
+    pages = _publaynet_pages()
+    assert len(pages) == 20 and sum(len(r) for *_, r in pages) == 193
+    for name, width, height, regions in pages[:6]:
+        items = [(PUBLAYNET[c][0], (x, y, x + w, y + h)) for c, (x, y, w, h) in regions]
+        expected = [(0, PUBLAYNET[c][1], [x / width, y / height, w / width, h / height])
+                    for c, (x, y, w, h) in regions]
+        doc = _docling_document(name.rsplit(".", 1)[0], [(width, height, items)])
+        ours = _check_docling(doc, expected, tmp_path)
+        counts = {c: sum(1 for r in regions if r[0] == c) for c in PUBLAYNET}
+        sf = ours.structural_features
+        assert (sf.page_count, sf.text_block_count, sf.table_count, sf.image_count) == (
+            1, counts["text"], counts["table"], counts["figure"])
+        # docling's own bottom-left conversion of the same boxes: the same layout.
+        flipped = preflight.features(
+            _docling_document(doc.name, [(width, height, items)], bottom_left=True))
+        assert flipped.layout_fingerprint == ours.layout_fingerprint
+        for a, b in zip(flipped.structural_features.bounding_boxes, sf.bounding_boxes):
+            assert [a.x, a.y, a.width, a.height] == pytest.approx([b.x, b.y, b.width, b.height], abs=1e-9)
+    # All 20 pages as one document: page by page, in order.
+    doc = _docling_document("publaynet_sample", [
+        (w, h, [(PUBLAYNET[c][0], (x, y, x + bw, y + bh)) for c, (x, y, bw, bh) in regions])
+        for _, w, h, regions in pages])
+    expected = [(i, PUBLAYNET[c][1], [x / w, y / h, bw / w, bh / h])
+                for i, (_, w, h, regions) in enumerate(pages) for c, (x, y, bw, bh) in regions]
+    ours = _check_docling(doc, expected, tmp_path)
+    assert ours.pages == 20 and ours.structural_features.element_count == 193
+
+
+def test_docling_documents_of_docbank_pages(tmp_path):
+    # One docling item per DocBank token, on a 1000 × 1000 page (DocBank's coordinate space).
+    checked = 0
+    for stem, tokens in _docbank_pages(5):
+        items = [(DOCBANK[label][0], tuple(box)) for label, box in tokens]
+        kept = [(label, box) for label, box in tokens if box[2] > box[0] and box[3] > box[1]]
+        expected = [(0, DOCBANK[label][1], [x0 / 1000, y0 / 1000, (x1 - x0) / 1000, (y1 - y0) / 1000])
+                    for label, (x0, y0, x1, y1) in kept]
+        doc = _docling_document(stem.replace(".", "_"), [(1000.0, 1000.0, items)])
+        ours = _check_docling(doc, expected, tmp_path)
+        dropped = len(tokens) - len(kept)
+        zero_area = [w for w in ours.warnings if w.startswith("dropped ")]
+        assert zero_area == ([f"dropped {dropped} boxes with zero area inside the page"] if dropped else [])
+        checked += 1
+    assert checked == 5
+
+
+def test_docling_evaluate_body_is_the_features_request():
+    # The client's evaluate/check requests are built from the same features (no refusal, no
+    # client_doc_hash: the bytes are not the caller's file).
+    from preflight._client import _evaluate_body
+
+    _, w, h, regions = _publaynet_pages()[0]
+    doc = _docling_document("publaynet_first", [(w, h, [(PUBLAYNET[c][0], (x, y, x + bw, y + bh))
+                                                        for c, (x, y, bw, bh) in regions])])
+    body = _evaluate_body(doc, from_=None, page_size=None, extractor=None, client_doc_hash=None,
+                          client_correlation_id=None, pipeline_id=None)
+    assert body == preflight.features(doc).request()
+    assert "client_doc_hash" not in body and body["structural_features"]["element_count"] == len(regions)

@@ -25,27 +25,31 @@ pub enum Format {
     Hocr,
     /// PaddleOCR 2.x `ocr()` / RapidOCR line results.
     Paddleocr,
+    /// docling `DoclingDocument` JSON (docling-core schema 1.x).
+    Docling,
 }
 
 impl Format {
     /// The canonical names accepted by [`Format::from_str`], in declaration order.
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 7] = [
         "textract",
         "azure",
         "google",
         "tesseract-tsv",
         "hocr",
         "paddleocr",
+        "docling",
     ];
 
     /// Every format, in the order of [`Format::NAMES`].
-    pub const ALL: [Format; 6] = [
+    pub const ALL: [Format; 7] = [
         Format::Textract,
         Format::Azure,
         Format::Google,
         Format::TesseractTsv,
         Format::Hocr,
         Format::Paddleocr,
+        Format::Docling,
     ];
 
     /// The canonical name (`textract`, `tesseract-tsv`, ...).
@@ -57,13 +61,14 @@ impl Format {
             Format::TesseractTsv => "tesseract-tsv",
             Format::Hocr => "hocr",
             Format::Paddleocr => "paddleocr",
+            Format::Docling => "docling",
         }
     }
 
     fn is_json(self) -> bool {
         matches!(
             self,
-            Format::Textract | Format::Azure | Format::Google | Format::Paddleocr
+            Format::Textract | Format::Azure | Format::Google | Format::Paddleocr | Format::Docling
         )
     }
 }
@@ -91,6 +96,7 @@ impl FromStr for Format {
             "tesseract-tsv" | "tsv" => Format::TesseractTsv,
             "hocr" | "tesseract-hocr" => Format::Hocr,
             "paddleocr" | "paddle" | "rapidocr" => Format::Paddleocr,
+            "docling" | "docling-json" | "docling-document" | "doclingdocument" => Format::Docling,
             _ => {
                 let hint = if lower == "tesseract" {
                     "Tesseract writes two formats: use tesseract-tsv or hocr".to_string()
@@ -211,7 +217,7 @@ fn detect(body: &[u8]) -> Result<Input<'_>, AdapterError> {
         let v = parse_json(body).map_err(AdapterError::UnknownFormat)?;
         let f = detect_json(&v).ok_or_else(|| {
             AdapterError::UnknownFormat(
-                "JSON that is not a Textract, Azure, Google or PaddleOCR result".into(),
+                "JSON that is not a Textract, Azure, Google, PaddleOCR or docling result".into(),
             )
         })?;
         return Ok(Input::Json(f, v));
@@ -233,6 +239,10 @@ fn detect_json(v: &Value) -> Option<Format> {
     match v {
         Value::Object(o) => {
             let has = |k: &str| o.contains_key(k);
+            // Before Google: a DoclingDocument has `pages` too (a map, not a list).
+            if crate::docling::looks_like_docling(o) {
+                return Some(Format::Docling);
+            }
             if has("Blocks")
                 || has("ExpenseDocuments")
                 || has("IdentityDocuments")

@@ -1,7 +1,8 @@
 //! Extractor adapters: turn the native output of an OCR / document-extraction service
 //! (AWS Textract, Azure Document Intelligence, Google Document AI / Cloud Vision, Tesseract
-//! TSV and hOCR, PaddleOCR / RapidOCR) into preflight's wire-level [`StructuralFeatures`],
-//! a suggested [`ExtractorMetadata`] and the engine's canonical layout fingerprint.
+//! TSV and hOCR, PaddleOCR / RapidOCR, docling) into preflight's wire-level
+//! [`StructuralFeatures`], a suggested [`ExtractorMetadata`] and the engine's canonical
+//! layout fingerprint.
 //!
 //! Only geometry, element types, counts and confidences leave this crate: no text from the
 //! document is ever copied into the output. Every derived feature is specified in
@@ -14,6 +15,7 @@
 
 mod azure;
 mod derive;
+mod docling;
 mod error;
 mod format;
 mod google;
@@ -98,6 +100,7 @@ pub fn features_from_bytes_with(
         format::Input::Json(Format::Azure, v) => azure::parse(v)?,
         format::Input::Json(Format::Google, v) => google::parse(v)?,
         format::Input::Json(Format::Paddleocr, v) => paddle::parse(v, options.page_size)?,
+        format::Input::Json(Format::Docling, v) => docling::parse(v)?,
         format::Input::Text(Format::TesseractTsv, s) => tsv::parse(s, options.page_size)?,
         format::Input::Text(Format::Hocr, s) => hocr::parse(s, options.page_size)?,
         // `Input::read` pairs JSON formats with parsed JSON and text formats with text.

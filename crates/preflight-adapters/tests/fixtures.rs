@@ -363,6 +363,7 @@ fn forcing_the_wrong_format_is_a_clear_error() {
         Format::Azure,
         Format::Google,
         Format::Paddleocr,
+        Format::Docling,
     ] {
         let e = features_from_bytes(&tsv, Some(f)).unwrap_err();
         assert!(
@@ -440,4 +441,80 @@ fn the_no_text_check_catches_a_leak_in_warnings() {
         &out,
         &common::SourceText::collect(Format::Hocr, &bytes),
     );
+}
+
+#[test]
+fn docling_document_order_origins_and_labels() {
+    let out = convert("docling.json", Format::Docling);
+    let f = &out.structural_features;
+    // `body` order (the page header is referenced first, the list items through their
+    // group, the caption as the table's child, the key/value region as its two cells), the
+    // item continued on page 2, then the footer that no tree references.
+    assert_eq!(
+        types(&out),
+        [
+            "header", "title", "list", "list", "heading", "table", "text", "figure", "key",
+            "value", "text", "text", "footer"
+        ]
+    );
+    let pages: Vec<i64> = f.bounding_boxes.iter().map(|b| b.page.unwrap()).collect();
+    assert_eq!(pages, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1]);
+    // TOPLEFT boxes divided by the 600 × 800 page.
+    assert_box(&f.bounding_boxes[0], 0.1, 0.02, 0.4, 0.03);
+    assert_box(&f.bounding_boxes[1], 0.1, 0.1, 0.8, 0.05);
+    assert_box(&f.bounding_boxes[5], 0.1, 0.35, 0.8, 0.2);
+    // BOTTOMLEFT: t = 320, b = 160 above the bottom edge of an 800-high page.
+    assert_box(&f.bounding_boxes[7], 0.1, 0.6, 0.4, 0.2);
+    assert_box(&f.bounding_boxes[8], 0.55, 0.6, 0.15, 0.02);
+    // One item, two provenance boxes: the end of page 1 and (BOTTOMLEFT) the top of page 2.
+    assert_box(&f.bounding_boxes[10], 0.1, 0.9, 0.8, 0.09);
+    assert_box(&f.bounding_boxes[11], 0.1, 0.05, 0.8, 0.05);
+    assert_box(&f.bounding_boxes[12], 0.1, 0.96, 0.8, 0.02);
+    assert_eq!(
+        (
+            f.page_count,
+            f.text_block_count,
+            f.table_count,
+            f.image_count
+        ),
+        (3, 3, 1, 1),
+        "page 3 has no items but is declared; page 4 is not"
+    );
+    assert!(f.has_header && f.has_footer);
+    assert!(f.bounding_boxes.iter().all(|b| b.confidence == 1.0));
+    let m = &out.extractor_metadata;
+    assert_eq!(
+        (m.vendor.as_str(), m.model.as_str(), m.version.as_str()),
+        ("docling", "docling", "1.10.0")
+    );
+    assert_eq!(m.confidence, 0.0, "docling reports no confidences");
+    assert_eq!(
+        out.warnings,
+        [
+            "dropped 1 elements on pages without a usable page size",
+            "skipped 1 elements of an unrecognized type",
+            "13 elements carry no vendor confidence: the document's mean confidence was used (1.0 when it has none)",
+        ]
+    );
+    assert_eq!(
+        "docling-json".parse::<Format>().unwrap(),
+        Format::Docling,
+        "alias"
+    );
+}
+
+#[test]
+fn docling_without_page_layout_is_no_layout() {
+    // What docling writes for a DOCX or HTML source: items, no pages, no provenance.
+    let doc = br##"{"schema_name":"DoclingDocument","version":"1.10.0","name":"memo",
+        "body":{"self_ref":"#/body","children":[{"$ref":"#/texts/0"}]},
+        "texts":[{"self_ref":"#/texts/0","label":"paragraph","prov":[],"orig":"Dear Oonagh","text":"Dear Oonagh"}],
+        "pages":{}}"##;
+    match features_from_bytes(doc, None) {
+        Err(AdapterError::NoLayout {
+            format: Format::Docling,
+            detail,
+        }) => assert!(!detail.contains("Oonagh"), "{detail}"),
+        other => panic!("expected NoLayout, got {other:?}"),
+    }
 }

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::Value;
 
-const JSON_FIXTURES: [&str; 8] = [
+const JSON_FIXTURES: [&str; 9] = [
     "textract_analyze_2pages.json",
     "azure_v2_inch.json",
     "azure_v3_pixel.json",
@@ -17,6 +17,7 @@ const JSON_FIXTURES: [&str; 8] = [
     "paddleocr.json",
     "paddleocr_pages.json",
     "google_layout_parser.json",
+    "docling.json",
 ];
 const TEXT_FIXTURES: [&str; 2] = ["tesseract.tsv", "tesseract.hocr"];
 

@@ -250,6 +250,34 @@ fn expected_counts(format: Format, bytes: &[u8]) -> Expected {
                 tables: Some(0),
             }
         }
+        Format::Docling => docling_expected(&json(bytes)),
+    }
+}
+
+/// docling: the `pages` entries; one box per `prov` entry of the text-like `texts` and of
+/// the `tables`.
+fn docling_expected(v: &Value) -> Expected {
+    let boxes = |array: &str, labels: &[&str]| -> i64 {
+        arr(v, array)
+            .iter()
+            .filter(|t| labels.contains(&t["label"].as_str().unwrap_or("")))
+            .map(|t| arr(t, "prov").len() as i64)
+            .sum()
+    };
+    Expected {
+        pages: v["pages"].as_object().map(|p| p.len() as i64),
+        text: Some(boxes(
+            "texts",
+            &[
+                "text",
+                "paragraph",
+                "caption",
+                "footnote",
+                "code",
+                "reference",
+            ],
+        )),
+        tables: Some(boxes("tables", &["table", "document_index"])),
     }
 }
 
@@ -565,4 +593,183 @@ fn engine_matches_fara_pages_to_their_own_template() {
         right * 10 >= total * 6,
         "own template most similar for {right}/{total} pages"
     );
+}
+
+/// PubLayNet's COCO sample: pages (`images[]` with their pixel size) and region boxes.
+struct PubLayNet {
+    /// `(id, file_name, width, height)` in file order.
+    images: Vec<(i64, String, f64, f64)>,
+    /// `(image_id, [x, y, w, h], category name)` in file order.
+    regions: Vec<(i64, [f64; 4], String)>,
+}
+
+fn publaynet(dir: &Path) -> PubLayNet {
+    let v = json(&std::fs::read(dir.join("layouts/publaynet/samples.json")).unwrap());
+    let names: BTreeMap<i64, String> = arr(&v, "categories")
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_i64().unwrap(),
+                c["name"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    PubLayNet {
+        images: arr(&v, "images")
+            .iter()
+            .map(|i| {
+                (
+                    i["id"].as_i64().unwrap(),
+                    i["file_name"].as_str().unwrap().to_string(),
+                    i["width"].as_f64().unwrap(),
+                    i["height"].as_f64().unwrap(),
+                )
+            })
+            .collect(),
+        regions: arr(&v, "annotations")
+            .iter()
+            .map(|a| {
+                let b: Vec<f64> = a["bbox"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_f64().unwrap())
+                    .collect();
+                (
+                    a["image_id"].as_i64().unwrap(),
+                    [b[0], b[1], b[2], b[3]],
+                    names[&a["category_id"].as_i64().unwrap()].clone(),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// A `DoclingDocument` (docling-core schema 1.10) holding PubLayNet pages as docling's layout
+/// model would report them: one item per region, in the annotation order, with the region's
+/// box as its provenance (`BOTTOMLEFT` measures `t`/`b` from the page's bottom edge). The
+/// page's file name goes into `name` and `origin.filename`, which must not reach the output.
+fn docling_of_publaynet(p: &PubLayNet, image_ids: &[i64], bottom_left: bool) -> Vec<u8> {
+    let mut arrays: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+    let mut children = Vec::new();
+    let mut pages = serde_json::Map::new();
+    for (page_no, id) in image_ids.iter().enumerate() {
+        let (_, _, w, h) = p.images.iter().find(|i| i.0 == *id).unwrap();
+        pages.insert(
+            (page_no + 1).to_string(),
+            serde_json::json!({"size": {"width": w, "height": h}, "page_no": page_no + 1}),
+        );
+    }
+    for (image_id, [x, y, w, h], category) in &p.regions {
+        let Some(page) = image_ids.iter().position(|i| i == image_id) else {
+            continue;
+        };
+        let height = p.images.iter().find(|i| i.0 == *image_id).unwrap().3;
+        let (array, label) = match category.as_str() {
+            "text" => ("texts", "text"),
+            "title" => ("texts", "title"),
+            "list" => ("texts", "list_item"),
+            "table" => ("tables", "table"),
+            "figure" => ("pictures", "picture"),
+            other => panic!("PubLayNet category {other}"),
+        };
+        let items = arrays.entry(array).or_default();
+        let self_ref = format!("#/{array}/{}", items.len());
+        let (t, b, origin) = if bottom_left {
+            (height - y, height - (y + h), "BOTTOMLEFT")
+        } else {
+            (*y, y + h, "TOPLEFT")
+        };
+        items.push(serde_json::json!({
+            "self_ref": self_ref, "parent": {"$ref": "#/body"}, "children": [],
+            "content_layer": "body", "label": label,
+            "prov": [{"page_no": page + 1,
+                      "bbox": {"l": x, "t": t, "r": x + w, "b": b, "coord_origin": origin},
+                      "charspan": [0, 0]}],
+        }));
+        children.push(serde_json::json!({"$ref": self_ref}));
+    }
+    let file_name = &p.images.iter().find(|i| i.0 == image_ids[0]).unwrap().1;
+    let mut doc = serde_json::json!({
+        "schema_name": "DoclingDocument", "version": "1.10.0",
+        "name": file_name.trim_end_matches(".jpg"),
+        "origin": {"mimetype": "image/jpeg", "binary_hash": 1, "filename": file_name},
+        "furniture": {"self_ref": "#/furniture", "children": [], "name": "_root_", "label": "unspecified"},
+        "body": {"self_ref": "#/body", "children": children, "name": "_root_", "label": "unspecified"},
+        "groups": [], "texts": [], "tables": [], "pictures": [], "key_value_items": [], "form_items": [],
+        "pages": pages,
+    });
+    for (array, items) in arrays {
+        doc[array] = Value::Array(items);
+    }
+    serde_json::to_vec(&doc).unwrap()
+}
+
+#[test]
+#[ignore = "needs ../shared/data (run with --ignored)"]
+fn docling_documents_of_publaynet_pages_give_the_annotated_regions() {
+    let dir = data_dir();
+    let p = publaynet(&dir);
+    assert_eq!((p.images.len(), p.regions.len()), (20, 193), "README");
+    let all: Vec<i64> = p.images.iter().map(|i| i.0).collect();
+    let mut single_pages = Vec::new();
+    for id in &all {
+        single_pages.push(vec![*id]);
+    }
+    for ids in single_pages.iter().chain([&all]) {
+        let bytes = docling_of_publaynet(&p, ids, false);
+        assert_eq!(detect_format(&bytes).unwrap(), Format::Docling);
+        let out = features_from_bytes(&bytes, None).unwrap();
+        let f = &out.structural_features;
+        common::assert_no_text(
+            "publaynet",
+            &out,
+            &common::SourceText::collect(Format::Docling, &bytes),
+        );
+        validate(f, &out.extractor_metadata).unwrap();
+        let exp = docling_expected(&json(&bytes));
+        assert_eq!(
+            (
+                Some(f.page_count),
+                Some(f.text_block_count),
+                Some(f.table_count)
+            ),
+            (exp.pages, exp.text, exp.tables)
+        );
+        // The annotations, page by page, each normalized by its page's size.
+        let mut expected = Vec::new();
+        for (page, id) in ids.iter().enumerate() {
+            let (_, _, w, h) = p.images.iter().find(|i| i.0 == *id).unwrap();
+            for (_, [x, y, bw, bh], category) in p.regions.iter().filter(|r| r.0 == *id) {
+                expected.push((
+                    page as i64,
+                    category.as_str(),
+                    [x / w, y / h, bw / w, bh / h],
+                ));
+            }
+        }
+        assert_eq!(f.bounding_boxes.len(), expected.len());
+        for (b, (page, category, [x, y, w, h])) in f.bounding_boxes.iter().zip(&expected) {
+            assert_eq!(b.page, Some(*page));
+            assert_eq!(
+                b.element_type, *category,
+                "PubLayNet's names are engine types"
+            );
+            for (got, want) in [(b.x, x), (b.y, y), (b.width, w), (b.height, h)] {
+                assert!((got - want).abs() < 1e-9, "{b:?} vs {x} {y} {w} {h}");
+            }
+        }
+        // The same regions measured from the bottom edge are the same layout.
+        let flipped = features_from_bytes(&docling_of_publaynet(&p, ids, true), None).unwrap();
+        assert_eq!(flipped.layout_fingerprint, out.layout_fingerprint);
+        assert_eq!(flipped.pages, out.pages);
+        for (a, b) in flipped
+            .structural_features
+            .bounding_boxes
+            .iter()
+            .zip(&f.bounding_boxes)
+        {
+            assert!((a.y - b.y).abs() < 1e-9 && (a.height - b.height).abs() < 1e-9);
+        }
+    }
 }

@@ -24,6 +24,10 @@ const TEXT_KEYS: [&str; 12] = [
     "DetectedText",
 ];
 
+/// More keys holding document text in a `DoclingDocument`: the original text of an item,
+/// list markers, links, and the document's name and source file name / URI.
+const DOCLING_TEXT_KEYS: [&str; 6] = ["orig", "marker", "hyperlink", "name", "filename", "uri"];
+
 /// JSON keys naming the extractor (model ids, API versions): the adapters may copy these
 /// into `extractor_metadata`, so their tokens are allowed in the output.
 const IDENTITY_KEYS: [&str; 9] = [
@@ -46,13 +50,13 @@ pub const OWN_VOCABULARY: &str = "format pages layout_fingerprint structural_fea
     reading_order page vendor model version latency_ms cost_usd \
     text title heading list table table_cell figure key value selection_mark header footer page_number \
     signature barcode formula other \
-    textract azure google tesseract tsv hocr paddleocr \
+    textract azure google tesseract tsv hocr paddleocr docling \
     aws AnalyzeDocument DetectDocumentText AnalyzeExpense AnalyzeID document intelligence ai cloud vision images annotate \
     pp ocr unknown true false null";
 
 /// The words of every warning the adapters can emit (checked against each warning).
 pub const WARNING_VOCABULARY: &str = "clamped boxes that extended outside the page largest excursion of size \
-    dropped elements with missing or non finite coordinates zero area inside on pages without usable \
+    dropped elements with missing or non finite coordinates zero area inside on pages without a usable \
     unknown for estimated from content extent see docs features md skipped an unrecognized type \
     carry no vendor confidence document s mean was used when it has none exceed engine limit per \
     layout found";
@@ -83,26 +87,26 @@ impl SourceText {
         }
     }
 
-    fn walk_json(&mut self, v: &Value, key: Option<&str>) {
+    fn walk_json(&mut self, v: &Value, key: Option<&str>, text_keys: &[&str]) {
         match v {
             Value::Object(o) => {
                 for (k, v) in o {
-                    self.walk_json(v, Some(k));
+                    self.walk_json(v, Some(k), text_keys);
                 }
             }
             Value::Array(a) => {
                 for x in a {
                     // PaddleOCR lines hold their text as a bare array string.
                     if let Value::String(s) = x {
-                        if key.is_none() || key.is_some_and(|k| TEXT_KEYS.contains(&k)) {
+                        if key.is_none() || key.is_some_and(|k| text_keys.contains(&k)) {
                             self.add_text(s);
                         }
                     }
-                    self.walk_json(x, key.filter(|k| TEXT_KEYS.contains(k)).or(None));
+                    self.walk_json(x, key.filter(|k| text_keys.contains(k)).or(None), text_keys);
                 }
             }
             Value::String(s) => match key {
-                Some(k) if TEXT_KEYS.contains(&k) => self.add_text(s),
+                Some(k) if text_keys.contains(&k) => self.add_text(s),
                 Some(k) if IDENTITY_KEYS.contains(&k) => {
                     self.identity.extend(tokens(s).map(str::to_string))
                 }
@@ -156,7 +160,11 @@ impl SourceText {
                     }
                     items.iter().for_each(|x| strings(x, &mut st));
                 } else {
-                    st.walk_json(&v, None);
+                    let mut text_keys = TEXT_KEYS.to_vec();
+                    if format == Format::Docling {
+                        text_keys.extend(DOCLING_TEXT_KEYS);
+                    }
+                    st.walk_json(&v, None, &text_keys);
                 }
             }
         }

@@ -22,8 +22,9 @@ pub const EXIT_FILE_FAILED: u8 = 1;
 /// How to read the input files.
 #[derive(clap::Args, Clone, Debug)]
 pub struct InputArgs {
-    /// Extractor format: textract, azure, google, tesseract-tsv, hocr, paddleocr, or tesseract
-    /// (TSV or hOCR, told apart by content). Default: detected from each file's content.
+    /// Extractor format: textract, azure, google, tesseract-tsv, hocr, paddleocr, docling, or
+    /// tesseract (TSV or hOCR, told apart by content). Default: detected from each file's
+    /// content.
     #[arg(long, value_name = "FORMAT", value_parser = parse_from)]
     pub from: Option<FormatChoice>,
     /// Page width in the input's units, for formats that carry no page size (PaddleOCR;
