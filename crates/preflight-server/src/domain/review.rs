@@ -660,8 +660,10 @@ pub async fn queue_summary(
     to: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<QueueSummary, ApiError> {
-    let q: QueueStats = store.review_queue_stats(tenant_id, now).await?;
-    let r: ResolvedStats = store.resolved_review_stats(tenant_id, from, to).await?;
+    let (q, r): (QueueStats, ResolvedStats) = tokio::try_join!(
+        store.review_queue_stats(tenant_id, now),
+        store.resolved_review_stats(tenant_id, from, to),
+    )?;
     Ok(QueueSummary {
         open: q.open,
         claimed: q.claimed,
