@@ -322,6 +322,12 @@ mod tests {
         features_from_bytes(v.to_string().as_bytes(), None).unwrap()
     }
 
+    /// The output's element types, in box order.
+    fn element_types(out: &crate::AdapterOutput) -> Vec<&str> {
+        let boxes = &out.structural_features.bounding_boxes;
+        boxes.iter().map(|b| b.element_type.as_str()).collect()
+    }
+
     /// Box `i` of the output, rounded to 1e-9 (page units).
     fn rect(out: &crate::AdapterOutput, i: usize) -> [f64; 4] {
         let b = &out.structural_features.bounding_boxes[i];
@@ -396,12 +402,7 @@ mod tests {
             .map(|l| (*l, prov(1, 10.0, 20.0, 60.0, 40.0, None)))
             .collect();
         let out = run(&doc(&texts));
-        let types: Vec<&str> = out
-            .structural_features
-            .bounding_boxes
-            .iter()
-            .map(|b| b.element_type.as_str())
-            .collect();
+        let types = element_types(&out);
         assert_eq!(types.len(), labels.len());
         assert_eq!(
             &types[..12],
@@ -434,12 +435,7 @@ mod tests {
              "graph": {"cells": [{"label": "key", "cell_id": 0, "text": "Lorem"}]}}
         ]);
         let out = run(&v);
-        let types: Vec<&str> = out
-            .structural_features
-            .bounding_boxes
-            .iter()
-            .map(|b| b.element_type.as_str())
-            .collect();
+        let types = element_types(&out);
         assert_eq!(types, ["key", "value", "selection_mark", "other"]);
         assert_eq!(rect(&out, 1), [0.3, 0.1, 0.1, 0.1]);
     }
