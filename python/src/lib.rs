@@ -29,6 +29,11 @@ use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
 use serde::Deserialize;
 
+// Rust's allocations only (Python objects keep Python's allocator): the same allocator as
+// the CLI, so the adapters run at the CLI's speed.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pyo3::create_exception!(
     _native,
     AdapterError,

@@ -144,6 +144,22 @@ def test_idempotency_key_replays(client):
     assert a.evaluation_id == b.evaluation_id != c.evaluation_id
 
 
+def test_bodies_are_json_and_non_finite_numbers_never_leave(server):
+    rec = Recording()
+    with preflight.Client(server.url, server.api_key, transport=rec) as c:
+        feats = preflight.features(TEXTRACT)
+        c.evaluate(feats, pipeline_id="NaN-Infinity line", extractor={"latency_ms": 12.5})
+        sent = json.loads(rec.requests[-1].content)
+        assert sent["structural_features"] == feats.structural_features.to_dict()
+        assert sent["pipeline_id"] == "NaN-Infinity line"
+        assert sent["extractor_metadata"]["latency_ms"] == 12.5
+        before = len(rec.requests)
+        for bad in (float("nan"), float("inf")):
+            with pytest.raises(ValueError):
+                c.evaluate(feats, extractor={"latency_ms": bad})
+        assert len(rec.requests) == before
+
+
 def _answer(server):
     with preflight.Client(server.url, server.api_key) as c:
         return c._run(c._evaluate(TEXTRACT))  # a real Evaluation, for the scripted server

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Loads N (default 10 000 000) realistic evaluations and their review queue into one tenant
-# of a fresh PostgreSQL database, then their rollups with the backfill SQL of migrations 0008 and 0011,
+# of a fresh PostgreSQL database, then their rollups with the backfill SQL of migrations 0008, 0011 and 0013,
 # for the analytics latency benchmark in docs/BENCHMARKS.md ("Analytics at 10 M
 # evaluations"). Prints how long each phase took, the counts, and the command that serves
 # the database.
@@ -34,7 +34,7 @@
 #   are claimed under a live 4-hour lease;
 # - rows of the real shape (`storage/evaluations.rs`): UUIDv7 ids in time order, the
 #   metadata-only request and the answer as compact JSON documents.
-# Then the rollup tables are emptied and refilled by running migrations 0008/0011's backfill
+# Then the rollup tables are emptied and refilled by running migrations 0008/0011/0013's backfill
 # statements again, so analytics answers what the commit path would have produced.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -53,6 +53,7 @@ for b in "$bin" "$loadgen"; do
 done
 migration=crates/preflight-server/migrations/postgres/0008_usage_and_analytics.sql
 rollups=crates/preflight-server/migrations/postgres/0011_two_grain_rollups.sql
+months=crates/preflight-server/migrations/postgres/0013_month_rollups.sql
 
 t0=$(date +%s.%N)
 phase_start=$t0
@@ -360,12 +361,13 @@ SQL
 phase "template evaluation counts"
 
 # 5. The rollups and usage counters: emptied, then the migrations' own backfill statements
-#    run again (0008's usage counters, 0011's two-grain rollups).
+#    run again (0008's usage counters, 0011's hour and day rows, 0013's month rows).
 psql_db -c "TRUNCATE usage_counters, extractor_rollups, template_rollups, score_histograms, calibration_rollups, review_rollups"
 { echo "SET work_mem = '256MB'; SET jit = off;"
   sed -n '/^INSERT INTO usage_counters/,/;/p' "$migration"
-  sed -n '/^-- Backfill:/,$p' "$rollups"; } | psql_db -f -
-phase "rollups (migrations 0008 and 0011 backfill)"
+  sed -n '/^-- Backfill:/,$p' "$rollups"
+  sed -n '/^-- Backfill:/,$p' "$months"; } | psql_db -f -
+phase "rollups (migrations 0008, 0011 and 0013 backfill)"
 
 psql_db -c "VACUUM ANALYZE"
 phase "vacuum analyze"

@@ -696,18 +696,19 @@ async fn raw_store(postgres: bool) -> (super::SqlStore, Cleanup) {
     }
 }
 
-/// The statements of migration 0008 that roll up existing evaluations (its INSERTs).
-/// The statements that roll up existing rows on upgrade: 0008's usage counters and
-/// 0011's two-grain rollups.
+/// The statements that roll up existing rows on upgrade: 0008's usage counters, 0011's
+/// hour and day rollups and 0013's month rows.
 fn backfill_statements(backend: super::Backend) -> Vec<String> {
-    let (usage, rollups) = match backend {
+    let (usage, rollups, months) = match backend {
         super::Backend::Postgres => (
             include_str!("../../migrations/postgres/0008_usage_and_analytics.sql"),
             include_str!("../../migrations/postgres/0011_two_grain_rollups.sql"),
+            include_str!("../../migrations/postgres/0013_month_rollups.sql"),
         ),
         super::Backend::Sqlite => (
             include_str!("../../migrations/sqlite/0008_usage_and_analytics.sql"),
             include_str!("../../migrations/sqlite/0011_two_grain_rollups.sql"),
+            include_str!("../../migrations/sqlite/0013_month_rollups.sql"),
         ),
     };
     let usage = &usage[usage
@@ -715,7 +716,8 @@ fn backfill_statements(backend: super::Backend) -> Vec<String> {
         .expect("backfill in 0008")..];
     let usage = &usage[..=usage.find(';').expect("one statement")];
     let rollups = &rollups[rollups.find("-- Backfill:").expect("backfill in 0011")..];
-    [usage, rollups]
+    let months = &months[months.find("-- Backfill:").expect("backfill in 0013")..];
+    [usage, rollups, months]
         .iter()
         .flat_map(|sql| sql.split(';'))
         .map(|s| {
@@ -919,13 +921,28 @@ async fn the_upgrade_rolls_up_existing_evaluations_as_commits_do() {
 }
 
 #[tokio::test]
-async fn ranges_sum_day_rows_and_hour_rows_to_what_the_evaluations_hold() {
+async fn ranges_sum_month_day_and_hour_rows_to_what_the_evaluations_hold() {
     use super::analytics::{BucketRange, DAY, HOUR};
     use crate::domain::analytics::rollup_entry;
     // Evaluations over three UTC days (and a day away), at hours that put some in every
-    // kind of edge: a range's partial first and last day, a time zone's day boundary.
+    // kind of edge: a range's partial first and last day, a time zone's day boundary; and
+    // in the following months (day0 is 2026-05-28): July's first and last days, mid-August.
     let day0 = 1_780_000_000_i64.div_euclid(DAY) * DAY;
-    let hours = [5, 23, 24, 36, 36, 47, 51, 73, 96 + 20];
+    let hours = [
+        5,
+        23,
+        24,
+        36,
+        36,
+        47,
+        51,
+        73,
+        96 + 20,
+        35 * 24 + 3,
+        35 * 24 + 3,
+        64 * 24 + 10,
+        80 * 24 + 1,
+    ];
     for postgres in [false, true] {
         let (raw, cleanup) = raw_store(postgres).await;
         let store: &dyn Store = &raw;
@@ -988,6 +1005,16 @@ async fn ranges_sum_day_rows_and_hour_rows_to_what_the_evaluations_hold() {
             },
             // Less than a day: hour rows only.
             BucketRange::whole(day0 + 20 * HOUR, day0 + 30 * HOUR),
+            // Summed as one bucket over June and July whole: month rows for them, day rows
+            // for the days either side, hour rows at the edges.
+            BucketRange::whole(day0 + 6 * HOUR, day0 + 90 * DAY + 4 * HOUR),
+            // The same months by day: day and hour rows only.
+            BucketRange {
+                from: day0,
+                to: day0 + 90 * DAY,
+                size: DAY,
+                offset: 0,
+            },
         ];
         for r in ranges {
             let inside: Vec<_> = seen
