@@ -319,11 +319,9 @@ impl BucketRange {
         } else {
             (self.to, self.to)
         };
-        let month_from = if month_start(day_from) == day_from {
-            day_from
-        } else {
-            next_month_start(day_from)
-        };
+        // The first month start at or after day_from: the day before is in the month before
+        // exactly when day_from starts a month.
+        let month_from = next_month_start(day_from - DAY);
         let month_to = month_start(day_to);
         let months = days && (!grouped || one_bucket) && month_from < month_to;
         let (month_from, month_to) = if months {
